@@ -1,0 +1,257 @@
+//! Times checkpoint loading, image embedding and one-click decoding, printing milliseconds.
+//!
+//! ```text
+//! cargo run --release -p sam-core --example bench -- --model vit_b --device flex --runs 3
+//! ```
+//! `--model vit_b|vit_l|vit_h` builds a full-size checkpoint with random weights in memory
+//! (official keys and shapes; prompt encoder and decoder taken from the reference kit, as they
+//! are the same in every SAM), `--model mobile_sam|tiny` loads the reference kit's file, and
+//! `--checkpoint FILE` loads any checkpoint. `--device flex|wgpu`.
+
+use std::time::Instant;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use sam_core::checkpoint::Checkpoint;
+use sam_core::modeling::image_encoder::ViTConfig;
+use sam_core::modeling::prompt_encoder::{LABEL_PAD, LABEL_POSITIVE};
+use sam_core::{ModelType, Sam};
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn reference(name: &str) -> Vec<u8> {
+    let dir = std::env::var("SAM_REFERENCE_DIR").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/reference").to_string()
+    });
+    std::fs::read(format!("{dir}/{name}")).expect("reference kit file")
+}
+
+/// Peak resident memory of this process so far (Linux `VmHWM`), in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// A small deterministic generator (xorshift) for random weights.
+struct Rng(u64);
+impl Rng {
+    fn uniform(&mut self, scale: f32) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+    }
+}
+
+/// The official `image_encoder.*` keys and shapes of a ViT configuration.
+fn vit_keys(c: &ViTConfig) -> Vec<(String, Vec<usize>)> {
+    let e = c.embed_dim;
+    let g = c.img_size / c.patch_size;
+    let hd = e / c.num_heads;
+    let mut keys = vec![
+        ("pos_embed".to_string(), vec![1, g, g, e]),
+        (
+            "patch_embed.proj.weight".into(),
+            vec![e, 3, c.patch_size, c.patch_size],
+        ),
+        ("patch_embed.proj.bias".into(), vec![e]),
+    ];
+    for i in 0..c.depth {
+        let size = if c.global_attn_indexes.contains(&i) {
+            g
+        } else {
+            c.window_size
+        };
+        let b = |n: &str| format!("blocks.{i}.{n}");
+        keys.extend([
+            (b("norm1.weight"), vec![e]),
+            (b("norm1.bias"), vec![e]),
+            (b("attn.rel_pos_h"), vec![2 * size - 1, hd]),
+            (b("attn.rel_pos_w"), vec![2 * size - 1, hd]),
+            (b("attn.qkv.weight"), vec![3 * e, e]),
+            (b("attn.qkv.bias"), vec![3 * e]),
+            (b("attn.proj.weight"), vec![e, e]),
+            (b("attn.proj.bias"), vec![e]),
+            (b("norm2.weight"), vec![e]),
+            (b("norm2.bias"), vec![e]),
+            (b("mlp.lin1.weight"), vec![e * c.mlp_ratio, e]),
+            (b("mlp.lin1.bias"), vec![e * c.mlp_ratio]),
+            (b("mlp.lin2.weight"), vec![e, e * c.mlp_ratio]),
+            (b("mlp.lin2.bias"), vec![e]),
+        ]);
+    }
+    let o = c.out_chans;
+    keys.extend([
+        ("neck.0.weight".into(), vec![o, e, 1, 1]),
+        ("neck.1.weight".into(), vec![o]),
+        ("neck.1.bias".into(), vec![o]),
+        ("neck.2.weight".into(), vec![o, o, 3, 3]),
+        ("neck.3.weight".into(), vec![o]),
+        ("neck.3.bias".into(), vec![o]),
+    ]);
+    keys.into_iter()
+        .map(|(k, s)| (format!("image_encoder.{k}"), s))
+        .collect()
+}
+
+/// A `.safetensors` file holding a random ViT encoder of config `c` plus the prompt encoder
+/// and mask decoder of the tiny reference checkpoint.
+fn random_vit_checkpoint(c: &ViTConfig) -> Vec<u8> {
+    let tiny = reference("tiny_seed0.safetensors");
+    let tiny = Checkpoint::from_bytes(&tiny).unwrap();
+    let mut rng = Rng(0x5eed);
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    for (key, shape) in vit_keys(c) {
+        let n: usize = shape.iter().product();
+        let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
+        let scale = if key.ends_with("norm1.weight") || key.ends_with("norm2.weight") {
+            1.0
+        } else {
+            (3.0 / fan_in as f32).sqrt()
+        };
+        tensors.push((key, shape, (0..n).map(|_| rng.uniform(scale)).collect()));
+    }
+    for key in tiny.keys().filter(|k| !k.starts_with("image_encoder.")) {
+        let shape = tiny.info(key).unwrap().shape.clone();
+        tensors.push((key.to_string(), shape, tiny.read_f32(key).unwrap()));
+    }
+    let mut header = serde_json::Map::new();
+    let mut offset = 0usize;
+    for (key, shape, data) in &tensors {
+        let end = offset + data.len() * 4;
+        header.insert(
+            key.clone(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}),
+        );
+        offset = end;
+    }
+    let mut header = serde_json::to_vec(&header).unwrap();
+    while !header.len().is_multiple_of(8) {
+        header.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + header.len() + offset);
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header);
+    for (_, _, data) in tensors {
+        for v in data {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    out
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn stats(name: &str, v: &[f64]) {
+    let min = v.iter().cloned().fold(f64::INFINITY, f64::min);
+    let max = v.iter().cloned().fold(0.0, f64::max);
+    println!(
+        "{name}: median {:.1} ms, min {:.1}, max {:.1} ({} runs)",
+        median(v.to_vec()),
+        min,
+        max,
+        v.len()
+    );
+}
+
+fn main() {
+    let model = arg("--model").unwrap_or_else(|| "vit_b".into());
+    let device_name = arg("--device").unwrap_or_else(|| "flex".into());
+    let runs: usize = arg("--runs").and_then(|r| r.parse().ok()).unwrap_or(3);
+    let device = match device_name.as_str() {
+        "flex" => Device::flex(),
+        "wgpu" => Device::wgpu_options().init().expect("wgpu adapter"),
+        other => panic!("unknown device {other}"),
+    };
+    let bytes = match (arg("--checkpoint"), model.as_str()) {
+        (Some(path), _) => std::fs::read(path).expect("checkpoint file"),
+        (None, "mobile_sam") => reference("mobile_sam_seed0.pth"),
+        (None, "tiny") => reference("tiny_seed0.pth"),
+        (None, name) => {
+            let t = Instant::now();
+            let config = name
+                .parse::<ModelType>()
+                .ok()
+                .and_then(|m| m.vit_config())
+                .expect("--model vit_b|vit_l|vit_h|mobile_sam|tiny");
+            let b = random_vit_checkpoint(&config);
+            println!(
+                "built random {name} checkpoint: {:.0} MiB in {:.1} s",
+                b.len() as f64 / (1 << 20) as f64,
+                t.elapsed().as_secs_f64()
+            );
+            b
+        }
+    };
+    println!(
+        "model {model}, device {device_name}, checkpoint {:.1} MiB",
+        bytes.len() as f64 / (1 << 20) as f64
+    );
+    let rss_before = peak_rss_mib();
+    let t = Instant::now();
+    let sam = Sam::from_bytes(&bytes, None, &device).expect("load");
+    device.sync().ok();
+    println!(
+        "load: {:.1} ms ({}); peak RSS {:.0} MiB before load, {:.0} MiB after",
+        t.elapsed().as_secs_f64() * 1e3,
+        sam.model_type,
+        rss_before,
+        peak_rss_mib()
+    );
+    drop(bytes);
+
+    let input = Tensor::<4>::from_data(
+        TensorData::new(
+            (0..3 * 1024 * 1024)
+                .map(|i| ((i % 255) as f32 / 64.0) - 2.0)
+                .collect::<Vec<_>>(),
+            [1, 3, 1024, 1024],
+        ),
+        &device,
+    );
+    let mut embed_ms = Vec::new();
+    let mut embedding = None;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let e = sam.embed(input.clone()).unwrap();
+        let _ = e.to_data();
+        embed_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        embedding = Some(e);
+    }
+    stats("embed", &embed_ms);
+    let embedding = embedding.unwrap();
+
+    let mut decode_ms = Vec::new();
+    for i in 0..runs.max(5) {
+        let t = Instant::now();
+        let coords = Tensor::<3>::from_data(
+            TensorData::new(vec![500.0 + i as f32, 400.0, 0.0, 0.0], [1, 2, 2]),
+            &device,
+        );
+        let sparse = sam
+            .prompt_encoder
+            .embed_points(coords, &[vec![LABEL_POSITIVE, LABEL_PAD]])
+            .unwrap();
+        let dense = sam.prompt_encoder.no_mask_dense(1);
+        let out = sam.decode(embedding.clone(), sparse, dense).unwrap();
+        let (masks, iou) = out.select(true);
+        let _ = (masks.to_data(), iou.to_data());
+        decode_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    stats("decode (1 click, 3 masks, low-res)", &decode_ms);
+    println!("peak RSS {:.0} MiB", peak_rss_mib());
+}

@@ -1,0 +1,27 @@
+//! Typed errors of sam-core. Every failure a user can cause (a wrong file, a bad prompt,
+//! an odd image) is one of these, never a panic.
+
+use crate::checkpoint::CheckpointError;
+
+/// Any error sam-core returns.
+#[derive(Debug, thiserror::Error)]
+pub enum SamError {
+    /// The checkpoint could not be read, or lacks or mis-shapes a tensor.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The named model type does not match the checkpoint, or the checkpoint is of no known type.
+    #[error("model type: {0}")]
+    ModelType(String),
+    /// A prompt (points, labels, box, mask input) is not usable.
+    #[error("invalid prompt: {0}")]
+    Prompt(String),
+    /// A tensor given to the model has the wrong shape.
+    #[error("invalid input: {0}")]
+    Input(String),
+    /// The backend failed (device lost, out of memory, read-back failed).
+    #[error("backend error: {0}")]
+    Backend(String),
+}
+
+/// Result alias of sam-core.
+pub type Result<T, E = SamError> = std::result::Result<T, E>;

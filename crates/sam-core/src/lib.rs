@@ -1,0 +1,15 @@
+//! Segment Anything (SAM) in Burn: the model, official checkpoint loading, pre- and
+//! post-processing. Runs on any Burn device (CPU `flex`, `wgpu`/WebGPU) chosen at run time.
+
+pub mod amg;
+pub mod checkpoint;
+pub mod error;
+pub mod modeling;
+pub mod npy;
+pub mod preprocess;
+pub mod rle;
+pub mod sa1b;
+pub mod weights;
+
+pub use error::{Result, SamError};
+pub use modeling::sam::{ModelType, Sam};

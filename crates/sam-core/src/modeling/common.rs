@@ -1,0 +1,242 @@
+//! Building blocks shared by the SAM modules (the official `modeling/common.py` plus the
+//! torch.nn layers it uses), each loaded from official state-dict keys.
+
+use burn::tensor::Tensor;
+use burn::tensor::activation::{gelu, relu};
+use burn::tensor::module::{conv_transpose2d, conv2d, layer_norm, linear};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+
+use crate::error::Result;
+use crate::weights::WeightLoader;
+
+/// `nn.Linear`: `[..., d_in]` → `[..., d_out]`. The weight is kept as `[d_in, d_out]`.
+#[derive(Clone, Debug)]
+pub struct Linear {
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+}
+
+impl Linear {
+    /// Loads `weight` (stored `[d_out, d_in]`) and, if `bias`, `bias` `[d_out]`.
+    pub fn new(w: &WeightLoader, d_in: usize, d_out: usize, bias: bool) -> Result<Self> {
+        let weight = w.tensor("weight", [d_out, d_in])?.transpose();
+        let bias = if bias {
+            Some(w.tensor("bias", [d_out])?)
+        } else {
+            None
+        };
+        Ok(Self { weight, bias })
+    }
+
+    /// `[..., d_in]` → `[..., d_out]`.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        linear(x, self.weight.clone(), self.bias.clone())
+    }
+}
+
+/// `nn.Conv2d` with square kernel, symmetric padding: `[B, C_in, H, W]` → `[B, C_out, H', W']`.
+#[derive(Clone, Debug)]
+pub struct Conv2d {
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    options: ConvOptions<2>,
+}
+
+/// Shape and hyper-parameters of a [`Conv2d`].
+#[derive(Clone, Copy, Debug)]
+pub struct Conv2dSpec {
+    pub c_in: usize,
+    pub c_out: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+    pub groups: usize,
+    pub bias: bool,
+}
+
+impl Conv2dSpec {
+    /// A plain convolution (stride 1, no padding, one group, with bias).
+    pub fn new(c_in: usize, c_out: usize, kernel: usize) -> Self {
+        Self {
+            c_in,
+            c_out,
+            kernel,
+            stride: 1,
+            padding: 0,
+            groups: 1,
+            bias: true,
+        }
+    }
+    pub fn stride(mut self, stride: usize) -> Self {
+        self.stride = stride;
+        self
+    }
+    pub fn padding(mut self, padding: usize) -> Self {
+        self.padding = padding;
+        self
+    }
+    pub fn groups(mut self, groups: usize) -> Self {
+        self.groups = groups;
+        self
+    }
+    pub fn bias(mut self, bias: bool) -> Self {
+        self.bias = bias;
+        self
+    }
+}
+
+impl Conv2d {
+    /// Loads `weight` `[C_out, C_in/groups, k, k]` and optionally `bias` `[C_out]`.
+    pub fn new(w: &WeightLoader, s: Conv2dSpec) -> Result<Self> {
+        let weight = w.tensor("weight", [s.c_out, s.c_in / s.groups, s.kernel, s.kernel])?;
+        let bias = if s.bias {
+            Some(w.tensor("bias", [s.c_out])?)
+        } else {
+            None
+        };
+        Ok(Self::from_parts(weight, bias, s))
+    }
+
+    /// A convolution from already-loaded (e.g. BatchNorm-folded) parameters.
+    pub fn from_parts(weight: Tensor<4>, bias: Option<Tensor<1>>, s: Conv2dSpec) -> Self {
+        let options = ConvOptions::new(
+            [s.stride, s.stride],
+            [s.padding, s.padding],
+            [1, 1],
+            s.groups,
+        );
+        Self {
+            weight,
+            bias,
+            options,
+        }
+    }
+
+    /// `[B, C_in, H, W]` → `[B, C_out, H', W']`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        conv2d(
+            x,
+            self.weight.clone(),
+            self.bias.clone(),
+            self.options.clone(),
+        )
+    }
+}
+
+/// `nn.ConvTranspose2d(c_in, c_out, kernel_size=k, stride=k)` as used by SAM's upscaling:
+/// `[B, C_in, H, W]` → `[B, C_out, kH, kW]`. Weight stored `[C_in, C_out, k, k]`.
+#[derive(Clone, Debug)]
+pub struct ConvTranspose2d {
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    options: ConvTransposeOptions<2>,
+}
+
+impl ConvTranspose2d {
+    pub fn new(w: &WeightLoader, c_in: usize, c_out: usize, k: usize) -> Result<Self> {
+        Ok(Self {
+            weight: w.tensor("weight", [c_in, c_out, k, k])?,
+            bias: w.tensor("bias", [c_out])?,
+            options: ConvTransposeOptions::new([k, k], [0, 0], [0, 0], [1, 1], 1),
+        })
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        conv_transpose2d(
+            x,
+            self.weight.clone(),
+            Some(self.bias.clone()),
+            self.options.clone(),
+        )
+    }
+}
+
+/// `nn.LayerNorm` over the last dimension.
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    weight: Tensor<1>,
+    bias: Tensor<1>,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn new(w: &WeightLoader, dim: usize, eps: f64) -> Result<Self> {
+        Ok(Self {
+            weight: w.tensor("weight", [dim])?,
+            bias: w.tensor("bias", [dim])?,
+            eps,
+        })
+    }
+
+    /// `[..., dim]` → `[..., dim]`.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        layer_norm(x, self.weight.clone(), Some(self.bias.clone()), self.eps)
+    }
+}
+
+/// The official `LayerNorm2d`: normalises over channels of `[B, C, H, W]`, eps 1e-6.
+#[derive(Clone, Debug)]
+pub struct LayerNorm2d {
+    weight: Tensor<4>,
+    bias: Tensor<4>,
+    eps: f64,
+}
+
+impl LayerNorm2d {
+    pub fn new(w: &WeightLoader, channels: usize) -> Result<Self> {
+        Ok(Self {
+            weight: w.tensor("weight", [channels])?.reshape([1, channels, 1, 1]),
+            bias: w.tensor("bias", [channels])?.reshape([1, channels, 1, 1]),
+            eps: 1e-6,
+        })
+    }
+
+    /// `[B, C, H, W]` → `[B, C, H, W]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let u = x.clone().mean_dim(1);
+        let xc = x - u;
+        let s = xc.clone().square().mean_dim(1);
+        let x = xc / s.add_scalar(self.eps).sqrt();
+        x * self.weight.clone() + self.bias.clone()
+    }
+}
+
+/// Activation of an [`MlpBlock`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// Exact (erf) GELU, as `nn.GELU()`.
+    Gelu,
+    Relu,
+}
+
+impl Activation {
+    pub fn forward<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
+        match self {
+            Activation::Gelu => gelu(x),
+            Activation::Relu => relu(x),
+        }
+    }
+}
+
+/// The official `MLPBlock`: `lin1` → act → `lin2`.
+#[derive(Clone, Debug)]
+pub struct MlpBlock {
+    lin1: Linear,
+    lin2: Linear,
+    act: Activation,
+}
+
+impl MlpBlock {
+    pub fn new(w: &WeightLoader, dim: usize, mlp_dim: usize, act: Activation) -> Result<Self> {
+        Ok(Self {
+            lin1: Linear::new(&w.pb("lin1"), dim, mlp_dim, true)?,
+            lin2: Linear::new(&w.pb("lin2"), mlp_dim, dim, true)?,
+            act,
+        })
+    }
+
+    /// `[..., dim]` → `[..., dim]`.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        self.lin2.forward(self.act.forward(self.lin1.forward(x)))
+    }
+}

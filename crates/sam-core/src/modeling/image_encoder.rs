@@ -1,0 +1,415 @@
+//! The ViT image encoder of SAM (official `modeling/image_encoder.py`): patch embedding,
+//! absolute position embedding, windowed and global attention blocks with decomposed
+//! relative positions, and the neck. `[1, 3, 1024, 1024]` → `[1, 256, 64, 64]`.
+
+use burn::tensor::activation::softmax;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::{Int, Tensor, TensorData};
+
+use super::common::{Activation, Conv2d, Conv2dSpec, LayerNorm, LayerNorm2d, Linear, MlpBlock};
+use crate::checkpoint::Checkpoint;
+use crate::error::{Result, SamError};
+use crate::weights::{KeyShapes, WeightLoader};
+
+/// Hyper-parameters of [`ImageEncoderViT`] (the official constructor's arguments).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ViTConfig {
+    pub img_size: usize,
+    pub patch_size: usize,
+    pub embed_dim: usize,
+    pub depth: usize,
+    pub num_heads: usize,
+    pub mlp_ratio: usize,
+    pub out_chans: usize,
+    pub window_size: usize,
+    pub global_attn_indexes: Vec<usize>,
+}
+
+impl ViTConfig {
+    fn sam(embed_dim: usize, depth: usize, num_heads: usize, global: [usize; 4]) -> Self {
+        Self {
+            img_size: 1024,
+            patch_size: 16,
+            embed_dim,
+            depth,
+            num_heads,
+            mlp_ratio: 4,
+            out_chans: 256,
+            window_size: 14,
+            global_attn_indexes: global.to_vec(),
+        }
+    }
+    /// `sam_vit_h`: 1280 wide, 32 blocks, 16 heads.
+    pub fn vit_h() -> Self {
+        Self::sam(1280, 32, 16, [7, 15, 23, 31])
+    }
+    /// `sam_vit_l`: 1024 wide, 24 blocks, 16 heads.
+    pub fn vit_l() -> Self {
+        Self::sam(1024, 24, 16, [5, 11, 17, 23])
+    }
+    /// `sam_vit_b`: 768 wide, 12 blocks, 12 heads.
+    pub fn vit_b() -> Self {
+        Self::sam(768, 12, 12, [2, 5, 8, 11])
+    }
+
+    /// Reads the configuration off the checkpoint's shapes: width from the patch embedding,
+    /// depth from the block count, head dim and window size from the rel-pos tables.
+    /// `ckpt` keys are read under `prefix` (e.g. `image_encoder.`).
+    pub fn detect(ckpt: &Checkpoint, prefix: &str) -> Result<Self> {
+        let w = KeyShapes { ckpt, prefix };
+        let bad = |what: &str| SamError::ModelType(format!("not a SAM ViT image encoder: {what}"));
+        let pe = w
+            .shape("patch_embed.proj.weight")
+            .ok_or_else(|| bad("no patch_embed.proj.weight"))?;
+        let pos = w.shape("pos_embed").ok_or_else(|| bad("no pos_embed"))?;
+        let (embed_dim, patch_size) = match (pe.as_slice(), pos.as_slice()) {
+            ([e, 3, p, _], [1, _, _, _]) => (*e, *p),
+            _ => return Err(bad("unexpected patch_embed/pos_embed shapes")),
+        };
+        let img_size = pos[1] * patch_size;
+        let grid = img_size / patch_size;
+        let mut depth = 0;
+        while w.contains(&format!("blocks.{depth}.norm1.weight")) {
+            depth += 1;
+        }
+        if depth == 0 {
+            return Err(bad("no blocks"));
+        }
+        let mut window_size = 0;
+        let mut global = Vec::new();
+        let mut head_dim = 0;
+        for i in 0..depth {
+            let rp = w
+                .shape(&format!("blocks.{i}.attn.rel_pos_h"))
+                .ok_or_else(|| bad("no rel_pos tables (use_rel_pos=False is not supported)"))?;
+            let [len, hd] = rp[..] else {
+                return Err(bad("rel_pos_h is not 2-D"));
+            };
+            head_dim = hd;
+            if len == 2 * grid - 1 {
+                global.push(i);
+            } else {
+                window_size = len.div_ceil(2);
+            }
+        }
+        let out_chans = w
+            .shape("neck.0.weight")
+            .map(|s| s[0])
+            .ok_or_else(|| bad("no neck"))?;
+        let mlp_dim = w
+            .shape("blocks.0.mlp.lin1.weight")
+            .map(|s| s[0])
+            .ok_or_else(|| bad("no mlp"))?;
+        if head_dim == 0 || embed_dim % head_dim != 0 || mlp_dim % embed_dim != 0 {
+            return Err(bad("inconsistent widths"));
+        }
+        Ok(Self {
+            img_size,
+            patch_size,
+            embed_dim,
+            depth,
+            num_heads: embed_dim / head_dim,
+            mlp_ratio: mlp_dim / embed_dim,
+            out_chans,
+            window_size,
+            global_attn_indexes: global,
+        })
+    }
+}
+
+/// The official `ImageEncoderViT`.
+#[derive(Clone, Debug)]
+pub struct ImageEncoderViT {
+    patch_embed: Conv2d,
+    /// `[1, H/16, W/16, C]`, added in BHWC layout.
+    pos_embed: Tensor<4>,
+    blocks: Vec<Block>,
+    neck_conv0: Conv2d,
+    neck_norm1: LayerNorm2d,
+    neck_conv2: Conv2d,
+    neck_norm3: LayerNorm2d,
+    config: ViTConfig,
+}
+
+impl ImageEncoderViT {
+    /// Loads from `image_encoder.*` keys.
+    pub fn new(w: &WeightLoader, c: &ViTConfig) -> Result<Self> {
+        let grid = c.img_size / c.patch_size;
+        let patch_embed = Conv2d::new(
+            &w.pb("patch_embed").pb("proj"),
+            Conv2dSpec::new(3, c.embed_dim, c.patch_size).stride(c.patch_size),
+        )?;
+        let pos_embed = w.tensor("pos_embed", [1, grid, grid, c.embed_dim])?;
+        let blocks = (0..c.depth)
+            .map(|i| {
+                let window = if c.global_attn_indexes.contains(&i) {
+                    0
+                } else {
+                    c.window_size
+                };
+                Block::new(&w.pb("blocks").pb(i), c, window, grid)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let neck = w.pb("neck");
+        Ok(Self {
+            patch_embed,
+            pos_embed,
+            blocks,
+            neck_conv0: Conv2d::new(
+                &neck.pb(0),
+                Conv2dSpec::new(c.embed_dim, c.out_chans, 1).bias(false),
+            )?,
+            neck_norm1: LayerNorm2d::new(&neck.pb(1), c.out_chans)?,
+            neck_conv2: Conv2d::new(
+                &neck.pb(2),
+                Conv2dSpec::new(c.out_chans, c.out_chans, 3)
+                    .padding(1)
+                    .bias(false),
+            )?,
+            neck_norm3: LayerNorm2d::new(&neck.pb(3), c.out_chans)?,
+            config: c.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &ViTConfig {
+        &self.config
+    }
+
+    /// The official `patch_embed` module: `[B, 3, 1024, 1024]` → `[B, 64, 64, C]` (BHWC).
+    pub fn patch_embed(&self, x: Tensor<4>) -> Tensor<4> {
+        self.patch_embed.forward(x).permute([0, 2, 3, 1])
+    }
+
+    /// Adds the absolute position embedding to patch embeddings `[B, 64, 64, C]`.
+    pub fn add_pos_embed(&self, x: Tensor<4>) -> Tensor<4> {
+        x + self.pos_embed.clone()
+    }
+
+    /// Runs block `i`: `[B, 64, 64, C]` → `[B, 64, 64, C]`.
+    pub fn block(&self, i: usize, x: Tensor<4>) -> Tensor<4> {
+        self.blocks[i].forward(x)
+    }
+
+    /// The neck: `[B, 64, 64, C]` → `[B, 256, 64, 64]`.
+    pub fn neck(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = x.permute([0, 3, 1, 2]);
+        let x = self.neck_norm1.forward(self.neck_conv0.forward(x));
+        self.neck_norm3.forward(self.neck_conv2.forward(x))
+    }
+
+    /// `[B, 3, 1024, 1024]` → `[B, 256, 64, 64]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let mut x = self.add_pos_embed(self.patch_embed(x));
+        for block in &self.blocks {
+            x = block.forward(x);
+        }
+        self.neck(x)
+    }
+}
+
+/// A transformer block with windowed (window > 0) or global attention.
+#[derive(Clone, Debug)]
+struct Block {
+    norm1: LayerNorm,
+    attn: Attention,
+    norm2: LayerNorm,
+    mlp: MlpBlock,
+    window_size: usize,
+}
+
+impl Block {
+    fn new(w: &WeightLoader, c: &ViTConfig, window_size: usize, grid: usize) -> Result<Self> {
+        let size = if window_size > 0 { window_size } else { grid };
+        Ok(Self {
+            norm1: LayerNorm::new(&w.pb("norm1"), c.embed_dim, 1e-6)?,
+            attn: Attention::new(&w.pb("attn"), c.embed_dim, c.num_heads, size)?,
+            norm2: LayerNorm::new(&w.pb("norm2"), c.embed_dim, 1e-6)?,
+            mlp: MlpBlock::new(
+                &w.pb("mlp"),
+                c.embed_dim,
+                c.embed_dim * c.mlp_ratio,
+                Activation::Gelu,
+            )?,
+            window_size,
+        })
+    }
+
+    /// `[B, H, W, C]` → `[B, H, W, C]`.
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let shortcut = x.clone();
+        let x = self.norm1.forward(x);
+        let x = if self.window_size > 0 {
+            let [_, h, w, _] = x.dims();
+            let (windows, pad_hw) = window_partition(x, self.window_size);
+            let out = self.attn.forward(windows);
+            window_unpartition(out, self.window_size, pad_hw, (h, w))
+        } else {
+            self.attn.forward(x)
+        };
+        let x = shortcut + x;
+        x.clone() + self.mlp.forward(self.norm2.forward(x))
+    }
+}
+
+/// Multi-head attention with decomposed relative position embeddings, over one window or
+/// the whole grid (the official `Attention` with `use_rel_pos=True`).
+#[derive(Clone, Debug)]
+struct Attention {
+    qkv: Linear,
+    proj: Linear,
+    num_heads: usize,
+    scale: f64,
+    /// `get_rel_pos(size, size, rel_pos_h)`: `[size, size, head_dim]`.
+    rh: Tensor<3>,
+    /// `get_rel_pos(size, size, rel_pos_w)`: `[size, size, head_dim]`.
+    rw: Tensor<3>,
+}
+
+impl Attention {
+    fn new(w: &WeightLoader, dim: usize, num_heads: usize, size: usize) -> Result<Self> {
+        let head_dim = dim / num_heads;
+        let table = |name: &str| -> Result<Tensor<3>> {
+            let len = w.shape(name).map(|s| s[0]).unwrap_or(2 * size - 1);
+            let rel_pos = w.tensor(name, [len, head_dim])?;
+            Ok(get_rel_pos(size, size, rel_pos))
+        };
+        Ok(Self {
+            qkv: Linear::new(&w.pb("qkv"), dim, 3 * dim, true)?,
+            proj: Linear::new(&w.pb("proj"), dim, dim, true)?,
+            num_heads,
+            scale: (head_dim as f64).powf(-0.5),
+            rh: table("rel_pos_h")?,
+            rw: table("rel_pos_w")?,
+        })
+    }
+
+    /// `[B, H, W, C]` → `[B, H, W, C]`.
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, h, w, c] = x.dims();
+        let nh = self.num_heads;
+        let hd = c / nh;
+        // (B, HW, 3, heads, hd) → (3, B, heads, HW, hd) → (3, B*heads, HW, hd)
+        let qkv = self
+            .qkv
+            .forward(x)
+            .reshape([b, h * w, 3, nh, hd])
+            .permute([2, 0, 3, 1, 4])
+            .reshape([3, b * nh, h * w, hd]);
+        let q: Tensor<3> = qkv.clone().narrow(0, 0, 1).squeeze_dim(0);
+        let k: Tensor<3> = qkv.clone().narrow(0, 1, 1).squeeze_dim(0);
+        let v: Tensor<3> = qkv.narrow(0, 2, 1).squeeze_dim(0);
+
+        let attn = q.clone().mul_scalar(self.scale).matmul(k.swap_dims(1, 2));
+        let attn = self.add_decomposed_rel_pos(attn, q, (h, w));
+        let attn = softmax(attn, 2);
+        let x = attn
+            .matmul(v)
+            .reshape([b, nh, h, w, hd])
+            .permute([0, 2, 3, 1, 4])
+            .reshape([b, h, w, c]);
+        self.proj.forward(x)
+    }
+
+    /// `attn` `[B*heads, HW, HW]` plus the decomposed rel-pos terms of the unscaled `q`
+    /// `[B*heads, HW, hd]`.
+    fn add_decomposed_rel_pos(
+        &self,
+        attn: Tensor<3>,
+        q: Tensor<3>,
+        (h, w): (usize, usize),
+    ) -> Tensor<3> {
+        let [bn, _, hd] = q.dims();
+        let r_q = q.reshape([bn, h, w, hd]);
+        // einsum("bhwc,hkc->bhwk"): per row h, (B*w, c) @ (c, k)
+        let rel_h = r_q
+            .clone()
+            .permute([1, 0, 2, 3])
+            .reshape([h, bn * w, hd])
+            .matmul(self.rh.clone().swap_dims(1, 2))
+            .reshape([h, bn, w, h])
+            .permute([1, 0, 2, 3]);
+        // einsum("bhwc,wkc->bhwk"): per column w, (B*h, c) @ (c, k)
+        let rel_w = r_q
+            .permute([2, 0, 1, 3])
+            .reshape([w, bn * h, hd])
+            .matmul(self.rw.clone().swap_dims(1, 2))
+            .reshape([w, bn, h, w])
+            .permute([1, 2, 0, 3]);
+        let attn: Tensor<5> = attn.reshape([bn, h, w, h, w]);
+        let attn = attn + rel_h.unsqueeze_dim::<5>(4) + rel_w.unsqueeze_dim::<5>(3);
+        attn.reshape([bn, h * w, h * w])
+    }
+}
+
+/// The official `get_rel_pos`: relative positional embeddings for every (query, key) pair,
+/// `[q_size, k_size, hd]`, interpolating the table linearly when its length differs from
+/// `2 * max(q_size, k_size) - 1`.
+pub fn get_rel_pos(q_size: usize, k_size: usize, rel_pos: Tensor<2>) -> Tensor<3> {
+    let max_rel_dist = 2 * q_size.max(k_size) - 1;
+    let [len, hd] = rel_pos.dims();
+    let device = rel_pos.device();
+    let rel_pos = if len != max_rel_dist {
+        // F.interpolate(rel_pos.reshape(1, L, -1).permute(0, 2, 1), size=max, mode="linear")
+        let x = rel_pos.swap_dims(0, 1).reshape([1, hd, 1, len]);
+        let mut opts = InterpolateOptions::new(InterpolateMode::Bilinear);
+        opts.align_corners = false;
+        opts.output_size = Some([1, max_rel_dist]);
+        interpolate(x, opts)
+            .reshape([hd, max_rel_dist])
+            .swap_dims(0, 1)
+    } else {
+        rel_pos
+    };
+    let qs = (k_size as f64 / q_size as f64).max(1.0);
+    let ks = (q_size as f64 / k_size as f64).max(1.0);
+    let mut idx = Vec::with_capacity(q_size * k_size);
+    for i in 0..q_size {
+        for j in 0..k_size {
+            let c = i as f64 * qs - j as f64 * ks + (k_size as f64 - 1.0) * ks;
+            idx.push(c as i64);
+        }
+    }
+    let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [q_size * k_size]), &device);
+    rel_pos.select(0, idx).reshape([q_size, k_size, hd])
+}
+
+/// Zero-pads `[B, H, W, C]` to multiples of `ws` and cuts it into windows
+/// `[B * nWin, ws, ws, C]`; returns the padded size too.
+pub fn window_partition(x: Tensor<4>, ws: usize) -> (Tensor<4>, (usize, usize)) {
+    let [b, h, w, c] = x.dims();
+    let pad_h = (ws - h % ws) % ws;
+    let pad_w = (ws - w % ws) % ws;
+    let device = x.device();
+    let mut x = x;
+    if pad_h > 0 {
+        x = Tensor::cat(vec![x, Tensor::zeros([b, pad_h, w, c], &device)], 1);
+    }
+    if pad_w > 0 {
+        x = Tensor::cat(vec![x, Tensor::zeros([b, h + pad_h, pad_w, c], &device)], 2);
+    }
+    let (hp, wp) = (h + pad_h, w + pad_w);
+    let x: Tensor<6> = x.reshape([b, hp / ws, ws, wp / ws, ws, c]);
+    let windows = x
+        .permute([0, 1, 3, 2, 4, 5])
+        .reshape([b * (hp / ws) * (wp / ws), ws, ws, c]);
+    (windows, (hp, wp))
+}
+
+/// Inverse of [`window_partition`]: `[B * nWin, ws, ws, C]` → `[B, H, W, C]`.
+pub fn window_unpartition(
+    windows: Tensor<4>,
+    ws: usize,
+    (hp, wp): (usize, usize),
+    (h, w): (usize, usize),
+) -> Tensor<4> {
+    let [n, _, _, c] = windows.dims();
+    let b = n / ((hp / ws) * (wp / ws));
+    let x: Tensor<6> = windows.reshape([b, hp / ws, wp / ws, ws, ws, c]);
+    let x = x.permute([0, 1, 3, 2, 4, 5]).reshape([b, hp, wp, c]);
+    if hp > h || wp > w {
+        x.slice([0..b, 0..h, 0..w, 0..c])
+    } else {
+        x
+    }
+}

@@ -1,0 +1,173 @@
+//! The mask decoder of SAM (official `modeling/mask_decoder.py`): image embedding + prompt
+//! embeddings → low-res mask logits `[B, 4, 256, 256]` and IoU predictions `[B, 4]`.
+
+use burn::tensor::Tensor;
+use burn::tensor::activation::{gelu, relu};
+
+use super::common::{ConvTranspose2d, LayerNorm2d, Linear};
+use super::transformer::TwoWayTransformer;
+use crate::error::Result;
+use crate::weights::WeightLoader;
+
+/// Number of mask tokens (one single-mask output plus three multimask outputs).
+pub const NUM_MASK_TOKENS: usize = 4;
+
+/// The official `MaskDecoder` (transformer width 256, 3 multimask outputs, IoU head 3x256).
+#[derive(Clone, Debug)]
+pub struct MaskDecoder {
+    transformer: TwoWayTransformer,
+    /// `[5, 256]`: the IoU token, then the 4 mask tokens.
+    output_tokens: Tensor<2>,
+    upscale_conv0: ConvTranspose2d,
+    upscale_norm1: LayerNorm2d,
+    upscale_conv3: ConvTranspose2d,
+    output_hypernetworks_mlps: Vec<Mlp>,
+    iou_prediction_head: Mlp,
+}
+
+/// Everything the decoder computes for a batch of prompts: all four mask tokens.
+#[derive(Clone, Debug)]
+pub struct DecoderOutput {
+    /// `[B, 4, 256, 256]` low-res mask logits; token 0 is the single-mask output.
+    pub low_res_masks: Tensor<4>,
+    /// `[B, 4]` predicted IoU per token.
+    pub iou_predictions: Tensor<2>,
+}
+
+impl DecoderOutput {
+    /// The official `multimask_output` selection: tokens 1..4 if `multimask`, else token 0.
+    pub fn select(self, multimask: bool) -> (Tensor<4>, Tensor<2>) {
+        let (start, len) = if multimask { (1, 3) } else { (0, 1) };
+        (
+            self.low_res_masks.narrow(1, start, len),
+            self.iou_predictions.narrow(1, start, len),
+        )
+    }
+}
+
+impl MaskDecoder {
+    /// Loads from `mask_decoder.*` keys.
+    pub fn new(w: &WeightLoader) -> Result<Self> {
+        let dim = 256;
+        let iou_token = w.tensor::<2>("iou_token.weight", [1, dim])?;
+        let mask_tokens = w.tensor::<2>("mask_tokens.weight", [NUM_MASK_TOKENS, dim])?;
+        let up = w.pb("output_upscaling");
+        Ok(Self {
+            transformer: TwoWayTransformer::new(&w.pb("transformer"), 2, dim, 8, 2048)?,
+            output_tokens: Tensor::cat(vec![iou_token, mask_tokens], 0),
+            upscale_conv0: ConvTranspose2d::new(&up.pb(0), dim, dim / 4, 2)?,
+            upscale_norm1: LayerNorm2d::new(&up.pb(1), dim / 4)?,
+            upscale_conv3: ConvTranspose2d::new(&up.pb(3), dim / 4, dim / 8, 2)?,
+            output_hypernetworks_mlps: (0..NUM_MASK_TOKENS)
+                .map(|i| {
+                    Mlp::new(
+                        &w.pb("output_hypernetworks_mlps").pb(i),
+                        dim,
+                        dim,
+                        dim / 8,
+                        3,
+                    )
+                })
+                .collect::<Result<Vec<_>>>()?,
+            iou_prediction_head: Mlp::new(
+                &w.pb("iou_prediction_head"),
+                dim,
+                256,
+                NUM_MASK_TOKENS,
+                3,
+            )?,
+        })
+    }
+
+    /// The official `predict_masks` for `B` prompts on one image.
+    ///
+    /// `image_embeddings` `[1, 256, 64, 64]` (or `[B, ...]`), `image_pe` `[1, 256, 64, 64]`,
+    /// `sparse` `[B, N, 256]`, `dense` `[B, 256, 64, 64]`.
+    pub fn forward(
+        &self,
+        image_embeddings: Tensor<4>,
+        image_pe: Tensor<4>,
+        sparse: Tensor<3>,
+        dense: Tensor<4>,
+    ) -> DecoderOutput {
+        let [b, _, c] = sparse.dims();
+        let [eb, _, h, w] = image_embeddings.dims();
+        let tokens = Tensor::cat(
+            vec![
+                self.output_tokens
+                    .clone()
+                    .unsqueeze::<3>()
+                    .expand([b, 5, c]),
+                sparse,
+            ],
+            1,
+        );
+        let src = if eb == b {
+            image_embeddings
+        } else {
+            image_embeddings.expand([b, c, h, w])
+        };
+        let src = src + dense;
+        let pos_src = image_pe.expand([b, c, h, w]);
+        let (hs, src) = self.transformer.forward(src, pos_src, tokens);
+        let iou_token_out: Tensor<2> = hs.clone().narrow(1, 0, 1).squeeze_dim(1);
+
+        let src = src.swap_dims(1, 2).reshape([b, c, h, w]);
+        let up = gelu(self.upscale_norm1.forward(self.upscale_conv0.forward(src)));
+        let upscaled = gelu(self.upscale_conv3.forward(up));
+        let [_, uc, uh, uw] = upscaled.dims();
+
+        let hyper_in = Tensor::stack::<3>(
+            self.output_hypernetworks_mlps
+                .iter()
+                .enumerate()
+                .map(|(i, mlp)| mlp.forward(hs.clone().narrow(1, 1 + i, 1).squeeze_dim::<2>(1)))
+                .collect(),
+            1,
+        );
+        let masks = hyper_in
+            .matmul(upscaled.reshape([b, uc, uh * uw]))
+            .reshape([b, NUM_MASK_TOKENS, uh, uw]);
+        DecoderOutput {
+            low_res_masks: masks,
+            iou_predictions: self.iou_prediction_head.forward(iou_token_out),
+        }
+    }
+}
+
+/// The decoder's `MLP`: `num_layers` linear layers with ReLU between them.
+#[derive(Clone, Debug)]
+pub struct Mlp {
+    layers: Vec<Linear>,
+}
+
+impl Mlp {
+    pub fn new(
+        w: &WeightLoader,
+        d_in: usize,
+        hidden: usize,
+        d_out: usize,
+        num_layers: usize,
+    ) -> Result<Self> {
+        let layers = (0..num_layers)
+            .map(|i| {
+                let a = if i == 0 { d_in } else { hidden };
+                let b = if i + 1 == num_layers { d_out } else { hidden };
+                Linear::new(&w.pb("layers").pb(i), a, b, true)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { layers })
+    }
+
+    /// `[..., d_in]` → `[..., d_out]`.
+    pub fn forward<const D: usize>(&self, mut x: Tensor<D>) -> Tensor<D> {
+        let n = self.layers.len();
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x);
+            if i + 1 < n {
+                x = relu(x);
+            }
+        }
+        x
+    }
+}

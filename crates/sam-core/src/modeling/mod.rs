@@ -1,0 +1,9 @@
+//! The SAM network, one file per official module.
+
+pub mod common;
+pub mod image_encoder;
+pub mod mask_decoder;
+pub mod prompt_encoder;
+pub mod sam;
+pub mod tiny_vit;
+pub mod transformer;

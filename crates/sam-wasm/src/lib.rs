@@ -1,0 +1,1 @@
+//! Browser binding (later issue).
