@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod error;
 pub mod modeling;
 pub mod npy;
+pub mod predictor;
 pub mod preprocess;
 pub mod rle;
 pub mod sa1b;
@@ -13,3 +14,4 @@ pub mod weights;
 
 pub use error::{Result, SamError};
 pub use modeling::sam::{ModelType, Sam};
+pub use predictor::{ImageEmbedding, Prediction, Prompt};

@@ -1,0 +1,367 @@
+//! Parity of the predictor path (official `SamPredictor` and `SamOnnxModel`) from the ORIGINAL
+//! images and original-pixel prompts: preprocessing, prompt transforms, decoding, mask
+//! upscaling, thresholding, stability scores and the ONNX single-mask rule, on burn's CPU
+//! backend, for `tiny_seed0` and `mobile_sam_seed0`.
+
+mod common;
+
+use burn::tensor::{Device, Tensor};
+use common::*;
+use pollster::block_on;
+use sam_core::predictor::{OnnxInputs, OnnxOptions, read_bool, read_f32};
+use sam_core::preprocess::RgbImage;
+use sam_core::{ImageEmbedding, Prompt, Sam, SamError};
+use serde_json::Value;
+
+fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    block_on(read_f32(t)).unwrap().1
+}
+
+fn max_err(ours: &[f32], reference: &[f32]) -> f32 {
+    assert_eq!(ours.len(), reference.len());
+    ours.iter()
+        .zip(reference)
+        .map(|(a, b)| {
+            if a.is_nan() != b.is_nan() {
+                f32::INFINITY
+            } else if a.is_nan() {
+                0.0
+            } else {
+                (a - b).abs()
+            }
+        })
+        .fold(0.0, f32::max)
+}
+
+fn check(name: &str, err: f32, tol: f32) {
+    println!("{name}: max abs err {err:.3e} (tol {tol:.1e})");
+    assert!(err <= tol, "{name}: max abs err {err:e} > {tol:e}");
+}
+
+/// Boolean masks may differ only where our logit is within `tol` of the threshold.
+fn check_masks(name: &str, logits: &[f32], masks: &[bool], reference: &[f32], tol: f32) {
+    assert_eq!(masks.len(), reference.len());
+    let mut flips = 0;
+    for ((&l, &m), &r) in logits.iter().zip(masks).zip(reference) {
+        assert_eq!(m, l > 0.0);
+        if m != (r > 0.5) {
+            flips += 1;
+            assert!(
+                l.abs() < tol,
+                "{name}: mask differs at a logit of {l} (tol {tol})"
+            );
+        }
+    }
+    println!(
+        "{name}: {flips} of {} mask pixels differ, all within {tol:.1e} of 0",
+        masks.len()
+    );
+}
+
+/// Compares full-size outputs with the reference, which stores logits or, per the manifest's
+/// `masks_dtype`, thresholded booleans.
+fn compare_masks(
+    name: &str,
+    case: &Value,
+    logits: Vec<f32>,
+    masks: &[bool],
+    reference: &RefTensor,
+    tol: f32,
+) {
+    if case["masks_dtype"].as_str().unwrap().starts_with("bool") {
+        check_masks(
+            &format!("{name} masks"),
+            &logits,
+            masks,
+            &reference.data,
+            tol,
+        );
+    } else {
+        check(
+            &format!("{name} logits"),
+            max_err(&logits, &reference.data),
+            tol,
+        );
+    }
+}
+
+fn image(pre: &RefFile, name: &str) -> RgbImage {
+    let t = pre.get(&format!("image/{name}"));
+    let (h, w) = (t.shape[0], t.shape[1]);
+    RgbImage::new(w, h, t.data.iter().map(|&v| v as u8).collect()).unwrap()
+}
+
+fn f32s(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+fn points(v: &Value) -> Vec<[f32; 2]> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| {
+                    let p = f32s(p);
+                    [p[0], p[1]]
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn run(tag: &str) {
+    let manifest = manifest(tag);
+    let refs = RefFile::open(&format!("{tag}_ref.safetensors"));
+    let pre = RefFile::open("preprocess.safetensors");
+    let device = Device::flex();
+    let sam = Sam::from_bytes(&read(&format!("{tag}.pth")), None, &device).unwrap();
+    let emb_tol = tolerance(&manifest, "embedding_atol");
+    let low_tol = tolerance(&manifest, "low_res_logits_atol");
+    let iou_tol = tolerance(&manifest, "iou_atol");
+    let full_tol = tolerance(&manifest, "full_res_logits_atol");
+
+    let mut embeddings = std::collections::HashMap::<String, ImageEmbedding>::new();
+    for name in ["landscape", "portrait", "tiny"] {
+        let emb = sam.set_image(&image(&pre, name)).unwrap();
+        check(
+            &format!("{tag} set_image({name})"),
+            max_err(
+                &host(emb.features.clone()),
+                &refs.get(&format!("embed/{name}")).data,
+            ),
+            emb_tol,
+        );
+        embeddings.insert(name.into(), emb);
+    }
+
+    for case in manifest["predictor_cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let inputs = &case["inputs"];
+        let prompt = Prompt {
+            points: points(&inputs["point_coords"]),
+            labels: inputs["point_labels"]
+                .as_array()
+                .map(|a| a.iter().map(|l| l.as_i64().unwrap() as i32).collect())
+                .unwrap_or_default(),
+            bbox: inputs["box"].as_array().map(|_| {
+                let b = f32s(&inputs["box"]);
+                [b[0], b[1], b[2], b[3]]
+            }),
+            mask_input: inputs["mask_input"]["key"]
+                .as_str()
+                .map(|k| refs.get(k).data.clone()),
+            multimask_output: inputs["multimask_output"].as_bool().unwrap(),
+        };
+        let emb = &embeddings[case["image"].as_str().unwrap()];
+        let pred = sam.predict(emb, &prompt).unwrap();
+        let key = |k: &str| format!("pred/{name}/{k}");
+        check(
+            &format!("{tag} {name} iou"),
+            max_err(
+                &host(pred.iou_predictions.clone()),
+                &refs.get(&key("iou_predictions")).data,
+            ),
+            iou_tol,
+        );
+        check(
+            &format!("{tag} {name} low_res"),
+            max_err(
+                &host(pred.low_res_logits.clone()),
+                &refs.get(&key("low_res_masks")).data,
+            ),
+            low_tol,
+        );
+        let masks = block_on(read_bool(pred.masks())).unwrap().1;
+        compare_masks(
+            &format!("{tag} {name}"),
+            case,
+            host(pred.logits.clone()),
+            &masks,
+            refs.get(&key("masks")),
+            full_tol,
+        );
+    }
+
+    for case in manifest["onnx_cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let inputs = &case["inputs"];
+        let opts = &case["options"];
+        let size = f32s(&inputs["orig_im_size"]);
+        let onnx = OnnxInputs {
+            point_coords: points(&inputs["point_coords"][0]),
+            point_labels: f32s(&inputs["point_labels"][0]),
+            mask_input: inputs["mask_input"]["key"]
+                .as_str()
+                .map(|k| refs.get(k).data.clone()),
+            has_mask_input: f32s(&inputs["has_mask_input"])[0] == 1.0,
+            orig_im_size: (size[0] as usize, size[1] as usize),
+        };
+        let options = OnnxOptions {
+            return_single_mask: opts["return_single_mask"].as_bool().unwrap(),
+            use_stability_score: opts["use_stability_score"].as_bool().unwrap(),
+            return_extra_metrics: opts["return_extra_metrics"].as_bool().unwrap(),
+        };
+        let image = inputs["image_embeddings"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("embed/");
+        let out = sam
+            .predict_onnx(&embeddings[image].features, &onnx, options)
+            .unwrap();
+        let key = |k: &str| format!("onnx/{name}/{k}");
+        check(
+            &format!("{tag} onnx {name} scores"),
+            max_err(&host(out.scores.clone()), &refs.get(&key("scores")).data),
+            iou_tol,
+        );
+        check(
+            &format!("{tag} onnx {name} low_res"),
+            max_err(
+                &host(out.low_res_masks.clone()),
+                &refs.get(&key("low_res_masks")).data,
+            ),
+            low_tol,
+        );
+        let logits = host(out.masks.clone());
+        let masks: Vec<bool> = logits.iter().map(|&l| l > 0.0).collect();
+        compare_masks(
+            &format!("{tag} onnx {name}"),
+            case,
+            logits,
+            &masks,
+            refs.get(&key("masks")),
+            full_tol,
+        );
+        if let Some(stability) = out.stability_scores {
+            check(
+                &format!("{tag} onnx {name} stability"),
+                max_err(&host(stability), &refs.get(&key("stability_scores")).data),
+                1e-3,
+            );
+            let areas = host(out.areas.unwrap());
+            let ref_areas = &refs.get(&key("areas")).data;
+            let diff = max_err(&areas, ref_areas);
+            println!("{tag} onnx {name} areas: ours {areas:?} ref {ref_areas:?}");
+            // An area may differ by the pixels whose logit is within tolerance of 0.
+            let ambiguous = case["full_res_logit_stats"]["n_ambiguous_1e3"]
+                .as_f64()
+                .unwrap_or(0.0) as f32;
+            assert!(diff <= ambiguous.max(0.0) + 0.5, "areas differ by {diff}");
+        }
+    }
+}
+
+#[test]
+fn tiny_predictor_and_onnx_cases() {
+    run("tiny_seed0");
+}
+
+#[test]
+fn mobile_sam_predictor_and_onnx_cases() {
+    run("mobile_sam_seed0");
+}
+
+#[test]
+fn bad_prompts_are_errors_not_panics() {
+    let device = Device::flex();
+    let sam = Sam::from_bytes(&read("tiny_seed0.pth"), None, &device).unwrap();
+    let img = RgbImage::new(8, 6, vec![128; 8 * 6 * 3]).unwrap();
+    let emb = sam.set_image(&img).unwrap();
+    let cases: Vec<(&str, Prompt)> = vec![
+        ("empty", Prompt::default()),
+        (
+            "NaN point",
+            Prompt {
+                points: vec![[f32::NAN, 1.0]],
+                labels: vec![1],
+                ..Default::default()
+            },
+        ),
+        (
+            "point far outside",
+            Prompt {
+                points: vec![[1e6, 1.0]],
+                labels: vec![1],
+                ..Default::default()
+            },
+        ),
+        (
+            "label count",
+            Prompt {
+                points: vec![[1.0, 1.0]],
+                labels: vec![],
+                ..Default::default()
+            },
+        ),
+        (
+            "label value",
+            Prompt {
+                points: vec![[1.0, 1.0]],
+                labels: vec![7],
+                ..Default::default()
+            },
+        ),
+        (
+            "empty box",
+            Prompt {
+                bbox: Some([3.0, 3.0, 3.0, 5.0]),
+                ..Default::default()
+            },
+        ),
+        (
+            "inverted box",
+            Prompt {
+                bbox: Some([5.0, 3.0, 2.0, 5.0]),
+                ..Default::default()
+            },
+        ),
+        (
+            "box outside",
+            Prompt {
+                bbox: Some([100.0, 100.0, 200.0, 200.0]),
+                ..Default::default()
+            },
+        ),
+        (
+            "NaN box",
+            Prompt {
+                bbox: Some([0.0, f32::NAN, 2.0, 5.0]),
+                ..Default::default()
+            },
+        ),
+        (
+            "mask shape",
+            Prompt {
+                points: vec![[1.0, 1.0]],
+                labels: vec![1],
+                mask_input: Some(vec![0.0; 64 * 64]),
+                ..Default::default()
+            },
+        ),
+        (
+            "mask NaN",
+            Prompt {
+                points: vec![[1.0, 1.0]],
+                labels: vec![1],
+                mask_input: Some(vec![f32::NAN; 256 * 256]),
+                ..Default::default()
+            },
+        ),
+    ];
+    for (what, prompt) in cases {
+        match sam.predict(&emb, &prompt) {
+            Err(SamError::Prompt(msg)) => println!("{what}: {msg}"),
+            other => panic!("{what}: expected a prompt error, got {other:?}"),
+        }
+    }
+    // A box partly outside is clamped to the image.
+    let clamped = Prompt {
+        bbox: Some([-5.0, -5.0, 4.0, 4.0]),
+        ..Default::default()
+    };
+    let pred = sam.predict(&emb, &clamped).unwrap();
+    assert_eq!(pred.logits.dims(), [1, 1, 6, 8]);
+}
