@@ -273,26 +273,23 @@ pub fn sparse_prompt(
     }
     let mut points = prompt.points.clone();
     let mut labels = prompt.labels.clone();
-    match prompt.bbox {
-        Some(b) => {
-            if b.iter().any(|v| !v.is_finite()) {
-                return Err(SamError::Prompt(format!("box {b:?} is not finite")));
-            }
-            let [x0, y0, x1, y1] = [
-                b[0].clamp(0.0, wf),
-                b[1].clamp(0.0, hf),
-                b[2].clamp(0.0, wf),
-                b[3].clamp(0.0, hf),
-            ];
-            if x1 <= x0 || y1 <= y0 {
-                return Err(SamError::Prompt(format!(
-                    "box {b:?} is empty or inverted within the {w}x{h} image (need x0 < x1, y0 < y1)"
-                )));
-            }
-            points.push([x0, y0]);
-            points.push([x1, y1]);
+    if let Some(b) = prompt.bbox {
+        if b.iter().any(|v| !v.is_finite()) {
+            return Err(SamError::Prompt(format!("box {b:?} is not finite")));
         }
-        None => {}
+        let [x0, y0, x1, y1] = [
+            b[0].clamp(0.0, wf),
+            b[1].clamp(0.0, hf),
+            b[2].clamp(0.0, wf),
+            b[3].clamp(0.0, hf),
+        ];
+        if x1 <= x0 || y1 <= y0 {
+            return Err(SamError::Prompt(format!(
+                "box {b:?} is empty or inverted within the {w}x{h} image (need x0 < x1, y0 < y1)"
+            )));
+        }
+        points.push([x0, y0]);
+        points.push([x1, y1]);
     }
     let mut coords = preprocess::apply_coords(&points, original_size, IMG_SIZE);
     if prompt.bbox.is_some() {
