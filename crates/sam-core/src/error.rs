@@ -2,6 +2,7 @@
 //! an odd image) is one of these, never a panic.
 
 use crate::checkpoint::CheckpointError;
+use crate::npy::NpyError;
 
 /// Any error sam-core returns.
 #[derive(Debug, thiserror::Error)]
@@ -9,6 +10,9 @@ pub enum SamError {
     /// The checkpoint could not be read, or lacks or mis-shapes a tensor.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// An embedding file could not be read.
+    #[error("embedding file: {0}")]
+    Npy(#[from] NpyError),
     /// The named model type does not match the checkpoint, or the checkpoint is of no known type.
     #[error("model type: {0}")]
     ModelType(String),

@@ -7,7 +7,7 @@
 
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
-use burn::tensor::{Bool, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Tensor, TensorData};
 
 use crate::Sam;
 use crate::error::{Result, SamError};
@@ -15,6 +15,7 @@ use crate::modeling::mask_decoder::NUM_MASK_TOKENS;
 use crate::modeling::prompt_encoder::{
     LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_NEGATIVE, LABEL_PAD, LABEL_POSITIVE,
 };
+use crate::npy;
 use crate::preprocess::{self, IMG_SIZE, RgbImage};
 
 /// Side of the low-res masks the decoder outputs and takes back as `mask_input`.
@@ -32,6 +33,41 @@ pub struct ImageEmbedding {
     pub original_size: (usize, usize),
     /// (height, width) after ResizeLongestSide, before padding.
     pub input_size: (usize, usize),
+}
+
+impl ImageEmbedding {
+    /// The embedding as `.npy` bytes: what the official demo saves with
+    /// `np.save(path, predictor.get_image_embedding().cpu().numpy())` (`[1, 256, 64, 64]` f32).
+    pub async fn to_npy(&self) -> Result<Vec<u8>> {
+        let (shape, values) = read_f32(self.features.clone()).await?;
+        Ok(npy::write_npy_f32(&shape, &values))
+    }
+
+    /// An embedding from `.npy` bytes (as written by [`ImageEmbedding::to_npy`] or numpy) for an
+    /// image of `original_size` (height, width), which the file does not record.
+    pub fn from_npy(bytes: &[u8], original_size: (usize, usize), device: &Device) -> Result<Self> {
+        let (h, w) = original_size;
+        if h == 0 || w == 0 {
+            return Err(SamError::Input(format!("image size {h}x{w} is empty")));
+        }
+        let array = npy::read_npy_f32(bytes)?;
+        if array.shape != [1, 256, 64, 64] {
+            return Err(SamError::Input(format!(
+                "the embedding file holds an array of shape {:?}; a SAM image embedding is [1, 256, 64, 64]",
+                array.shape
+            )));
+        }
+        if array.data.iter().any(|v| !v.is_finite()) {
+            return Err(SamError::Input(
+                "the embedding holds NaN or infinite values".into(),
+            ));
+        }
+        Ok(Self {
+            features: Tensor::from_data(TensorData::new(array.data, [1, 256, 64, 64]), device),
+            original_size,
+            input_size: preprocess::preprocess_shape(h, w, IMG_SIZE),
+        })
+    }
 }
 
 /// A prompt in original-image pixel coordinates (the arguments of `SamPredictor.predict`).
@@ -302,7 +338,7 @@ pub fn sparse_prompt(
 }
 
 /// A 256x256 host mask as a `[1, 1, 256, 256]` tensor, checking its size and values.
-fn mask_tensor(mask: &[f32], device: &burn::tensor::Device) -> Result<Tensor<4>> {
+fn mask_tensor(mask: &[f32], device: &Device) -> Result<Tensor<4>> {
     if mask.len() != LOW_RES_SIZE * LOW_RES_SIZE {
         return Err(SamError::Prompt(format!(
             "mask_input has {} values; it must be the 256x256 low-res logits of a previous prediction",

@@ -1,0 +1,102 @@
+//! Image embeddings as `.npy` files: ours round-trip, and a file laid out exactly as numpy's
+//! `np.save` writes a `[1, 256, 64, 64]` float32 array drives the decoder to the reference.
+
+mod common;
+
+use burn::tensor::Device;
+use common::*;
+use pollster::block_on;
+use sam_core::predictor::read_f32;
+use sam_core::preprocess::RgbImage;
+use sam_core::{ImageEmbedding, Prompt, Sam, SamError};
+
+/// The header numpy 2.4 writes for `np.save(f, np.zeros((1, 256, 64, 64), np.float32))`,
+/// captured from numpy itself (128 bytes, version 1.0).
+const NUMPY_HEADER: &[u8] = b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (1, 256, 64, 64), }                                                \n";
+
+fn numpy_file(values: &[f32]) -> Vec<u8> {
+    let mut bytes = NUMPY_HEADER.to_vec();
+    for v in values {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    bytes
+}
+
+#[test]
+fn numpy_embedding_drives_the_decoder() {
+    let device = Device::flex();
+    let refs = RefFile::open("tiny_seed0_ref.safetensors");
+    let manifest = manifest("tiny_seed0");
+    let sam = Sam::from_bytes(&read("tiny_seed0.pth"), None, &device).unwrap();
+    let embed = refs.get("embed/landscape");
+    let bytes = numpy_file(&embed.data);
+    let emb = ImageEmbedding::from_npy(&bytes, (480, 640), &device).unwrap();
+    assert_eq!(emb.input_size, (768, 1024));
+    // Our writer produces numpy's bytes.
+    assert_eq!(block_on(emb.to_npy()).unwrap(), bytes);
+    let prompt = Prompt {
+        points: vec![[416.0, 192.0]],
+        labels: vec![1],
+        multimask_output: true,
+        ..Default::default()
+    };
+    let pred = sam.predict(&emb, &prompt).unwrap();
+    let (_, iou) = block_on(read_f32(pred.iou_predictions)).unwrap();
+    let (_, low) = block_on(read_f32(pred.low_res_logits)).unwrap();
+    let max = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    };
+    let iou_err = max(&iou, &refs.get("pred/point_multi/iou_predictions").data);
+    let low_err = max(&low, &refs.get("pred/point_multi/low_res_masks").data);
+    println!("from numpy embedding: iou err {iou_err:.2e}, low-res err {low_err:.2e}");
+    assert!(iou_err <= tolerance(&manifest, "iou_atol"));
+    assert!(low_err <= tolerance(&manifest, "low_res_logits_atol"));
+}
+
+#[test]
+fn our_embedding_round_trips() {
+    let device = Device::flex();
+    let sam = Sam::from_bytes(&read("tiny_seed0.pth"), None, &device).unwrap();
+    let img = RgbImage::new(
+        53,
+        37,
+        (0..53 * 37 * 3).map(|i| (i * 7 % 256) as u8).collect(),
+    )
+    .unwrap();
+    let emb = sam.set_image(&img).unwrap();
+    let bytes = block_on(emb.to_npy()).unwrap();
+    let back = ImageEmbedding::from_npy(&bytes, (37, 53), &device).unwrap();
+    assert_eq!(back.input_size, emb.input_size);
+    let a = block_on(read_f32(emb.features)).unwrap();
+    let b = block_on(read_f32(back.features)).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn wrong_embedding_files_are_errors() {
+    let device = Device::flex();
+    let small = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/f4_embed_1x256x2x2.npy"
+    ))
+    .unwrap();
+    let err = ImageEmbedding::from_npy(&small, (10, 10), &device).unwrap_err();
+    assert!(matches!(err, SamError::Input(_)), "{err}");
+    println!("{err}");
+    let err = ImageEmbedding::from_npy(b"not a numpy file", (10, 10), &device).unwrap_err();
+    assert!(matches!(err, SamError::Npy(_)), "{err}");
+    let mut truncated = numpy_file(&vec![0.0; 256 * 64 * 64]);
+    truncated.truncate(10_000);
+    assert!(matches!(
+        ImageEmbedding::from_npy(&truncated, (10, 10), &device),
+        Err(SamError::Npy(_))
+    ));
+    let ok = numpy_file(&vec![0.0; 256 * 64 * 64]);
+    assert!(matches!(
+        ImageEmbedding::from_npy(&ok, (0, 10), &device),
+        Err(SamError::Input(_))
+    ));
+}
