@@ -68,83 +68,67 @@ impl TinyViTConfig {
     fn from_shapes(shape: impl Fn(&str) -> Option<Vec<usize>>) -> Result<Self> {
         let bad =
             |what: String| SamError::ModelType(format!("not a TinyViT image encoder: {what}"));
-        let get = |name: &str| shape(name).ok_or_else(|| bad(format!("no {name}")));
-        let e0 = match get("patch_embed.seq.2.c.weight")?[..] {
-            [e, _, 3, 3] => e,
-            _ => return Err(bad("patch_embed.seq.2 is not a 3x3 convolution".into())),
+        // Dimension `i` of tensor `name`.
+        let dim = |name: &str, i: usize| -> Result<usize> {
+            let s = shape(name).ok_or_else(|| bad(format!("no {name}")))?;
+            s.get(i)
+                .copied()
+                .ok_or_else(|| bad(format!("{name} has shape {s:?}")))
         };
-        let mut embed_dims = Vec::new();
-        let mut depths = Vec::new();
-        let mut num_heads = Vec::new();
-        let mut window_sizes = Vec::new();
-        let mut mlp_ratio = 0;
-        let mut local_conv_size = 0;
-
-        // Stage 0: MBConv blocks.
-        let conv1 = get("layers.0.blocks.0.conv1.c.weight")?;
-        let (hidden, dim) = match conv1[..] {
-            [h, d, 1, 1] => (h, d),
-            _ => return Err(bad("layers.0 conv1 is not a 1x1 convolution".into())),
+        // `a / b` when it is exact.
+        let ratio = |a: usize, b: usize, what: &str| -> Result<usize> {
+            match (a.checked_rem(b), a.checked_div(b)) {
+                (Some(0), Some(r)) if r > 0 => Ok(r),
+                _ => Err(bad(format!("{what}: {a} is not a multiple of {b}"))),
+            }
         };
-        if dim != e0 || hidden % dim != 0 {
-            return Err(bad(format!(
-                "stage 0 widths {dim}/{hidden} vs patch embedding {e0}"
-            )));
-        }
-        let mbconv_expand_ratio = hidden / dim;
         let count = |layer: usize, key: &str| {
             (0..)
                 .take_while(|j| shape(&format!("layers.{layer}.blocks.{j}.{key}")).is_some())
                 .count()
         };
-        embed_dims.push(dim);
-        depths.push(count(0, "conv1.c.weight"));
+
+        // Stage 0: MBConv blocks on the patch embedding.
+        let e0 = dim("patch_embed.seq.2.c.weight", 0)?;
+        if dim("layers.0.blocks.0.conv1.c.weight", 1)? != e0 {
+            return Err(bad("stage 0 width differs from the patch embedding".into()));
+        }
+        let hidden = dim("layers.0.blocks.0.conv1.c.weight", 0)?;
+        let mbconv_expand_ratio = ratio(hidden, e0, "MBConv width")?;
+        let mut embed_dims = vec![e0];
+        let mut depths = vec![count(0, "conv1.c.weight")];
         // Not stored for the convolutional stage (the official arguments have unused values).
-        num_heads.push(0);
-        window_sizes.push(0);
+        let mut num_heads = vec![0];
+        let mut window_sizes = vec![0];
+        let (mut mlp_ratio, mut local_conv_size) = (0, 0);
 
         // Stages 1..: attention blocks.
         for i in 1.. {
-            if shape(&format!("layers.{i}.blocks.0.attn.qkv.weight")).is_none() {
+            let p = format!("layers.{i}.blocks.0.");
+            if shape(&format!("{p}attn.qkv.weight")).is_none() {
                 break;
             }
-            let p = format!("layers.{i}.blocks.0.");
-            let dim = get(&format!("{p}attn.norm.weight"))?[0];
-            let (heads, ws) = match get(&format!("{p}attn.attention_biases"))?[..] {
-                [h, n] => {
-                    let ws = (n as f64).sqrt().round() as usize;
-                    if ws * ws != n {
-                        return Err(bad(format!(
-                            "layers.{i} attention_biases has {n} offsets, not a square"
-                        )));
-                    }
-                    (h, ws)
-                }
-                _ => return Err(bad(format!("layers.{i} attention_biases is not 2-D"))),
-            };
-            if heads == 0 || dim % heads != 0 {
+            let d = dim(&format!("{p}attn.norm.weight"), 0)?;
+            let biases = format!("{p}attn.attention_biases");
+            let heads = dim(&biases, 0)?;
+            let offsets = dim(&biases, 1)?;
+            let ws = (offsets as f64).sqrt().round() as usize;
+            if ws == 0 || ws * ws != offsets {
                 return Err(bad(format!(
-                    "layers.{i}: {heads} heads do not divide width {dim}"
+                    "{biases}: {offsets} offsets is not a square window"
                 )));
             }
-            let mlp_dim = get(&format!("{p}mlp.fc1.weight"))?[0];
-            if mlp_dim % dim != 0 {
-                return Err(bad(format!(
-                    "layers.{i}: MLP width {mlp_dim} is not a multiple of {dim}"
-                )));
-            }
-            let ratio = mlp_dim / dim;
-            let k = get(&format!("{p}local_conv.c.weight"))?[2];
-            if (mlp_ratio != 0 && ratio != mlp_ratio)
-                || (local_conv_size != 0 && k != local_conv_size)
+            ratio(d, heads, &format!("layers.{i} heads"))?;
+            let r = ratio(dim(&format!("{p}mlp.fc1.weight"), 0)?, d, "MLP width")?;
+            let k = dim(&format!("{p}local_conv.c.weight"), 2)?;
+            if (mlp_ratio != 0 && r != mlp_ratio) || (local_conv_size != 0 && k != local_conv_size)
             {
                 return Err(bad(format!(
                     "layers.{i}: MLP ratio or local_conv size differs between stages"
                 )));
             }
-            mlp_ratio = ratio;
-            local_conv_size = k;
-            embed_dims.push(dim);
+            (mlp_ratio, local_conv_size) = (r, k);
+            embed_dims.push(d);
             depths.push(count(i, "attn.qkv.weight"));
             num_heads.push(heads);
             window_sizes.push(ws);
@@ -153,18 +137,16 @@ impl TinyViTConfig {
         if n < 2 {
             return Err(bad("no attention stages".into()));
         }
-        // Stage i (all but the last) ends with a PatchMerging to the next stage's width.
+        // Every stage but the last ends with a PatchMerging to the next stage's width.
         for i in 0..n {
             let merge = shape(&format!("layers.{i}.downsample.conv1.c.weight"));
-            match (merge.as_deref(), i + 1 < n) {
-                (Some([out, d, 1, 1]), true)
-                    if *out == embed_dims[i + 1] && *d == embed_dims[i] => {}
-                (None, false) => {}
+            match (merge.as_deref(), embed_dims.get(i + 1)) {
+                (Some([out, d, 1, 1]), Some(next)) if out == next && *d == embed_dims[i] => {}
+                (None, None) => {}
                 _ => return Err(bad(format!("layers.{i}: unexpected downsample {merge:?}"))),
             }
         }
-        let out_chans = get("neck.0.weight")?[0];
-        Ok(Self {
+        let config = Self {
             img_size: 1024,
             embed_dims,
             depths,
@@ -173,8 +155,63 @@ impl TinyViTConfig {
             mlp_ratio,
             mbconv_expand_ratio,
             local_conv_size,
-            out_chans,
-        })
+            out_chans: dim("neck.0.weight", 0)?,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks that the configuration describes a buildable TinyViT whose output is SAM's
+    /// 64x64 embedding grid.
+    pub fn validate(&self) -> Result<()> {
+        let bad =
+            |what: String| SamError::ModelType(format!("TinyViT configuration {self:?}: {what}"));
+        let n = self.embed_dims.len();
+        if n < 2
+            || [&self.depths, &self.num_heads, &self.window_sizes]
+                .iter()
+                .any(|v| v.len() != n)
+        {
+            return Err(bad(
+                "needs at least two stages, each with a depth, heads and window".into(),
+            ));
+        }
+        if self.embed_dims.contains(&0) || !self.embed_dims[0].is_multiple_of(2) {
+            return Err(bad("widths must be positive, the first even".into()));
+        }
+        if self.mlp_ratio == 0
+            || self.mbconv_expand_ratio == 0
+            || self.local_conv_size.is_multiple_of(2)
+        {
+            return Err(bad("ratios must be positive and local_conv_size odd".into()));
+        }
+        for i in 1..n {
+            let (d, h) = (self.embed_dims[i], self.num_heads[i]);
+            if h == 0 || d % h != 0 || self.window_sizes[i] == 0 {
+                return Err(bad(format!(
+                    "stage {i}: {h} heads, window {}",
+                    self.window_sizes[i]
+                )));
+            }
+        }
+        let grid = self.output_grid();
+        if grid != EMBED_GRID {
+            return Err(bad(format!(
+                "output grid {grid}x{grid}, SAM needs {EMBED_GRID}x{EMBED_GRID}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Side of the final feature grid: `img_size / 4` after the patch embedding's two
+    /// stride-2 convolutions, then each PatchMerging's stride.
+    pub fn output_grid(&self) -> usize {
+        let conv_out = |size: usize, stride: usize| size.saturating_sub(1) / stride + 1;
+        let grid = conv_out(conv_out(self.img_size, 2), 2);
+        self.embed_dims
+            .iter()
+            .skip(1)
+            .fold(grid, |g, &out_dim| conv_out(g, Self::merge_stride(out_dim)))
     }
 
     /// The official `PatchMerging` quirk of MobileSAM: no spatial downsampling into a
@@ -186,11 +223,6 @@ impl TinyViTConfig {
         } else {
             2
         }
-    }
-
-    /// Side of the output grid of a 3x3, padding-1 convolution with `stride`.
-    fn conv_out(size: usize, stride: usize) -> usize {
-        (size - 1) / stride + 1
     }
 }
 
@@ -521,34 +553,8 @@ impl TinyViT {
 
     /// Loads with a given configuration; every tensor's shape is checked against it.
     pub fn with_config(w: &WeightLoader, c: &TinyViTConfig) -> Result<Self> {
+        c.validate()?;
         let n = c.embed_dims.len();
-        let bad = |what: String| SamError::ModelType(format!("TinyViT configuration: {what}"));
-        if n < 2
-            || [&c.depths, &c.num_heads, &c.window_sizes]
-                .iter()
-                .any(|v| v.len() != n)
-        {
-            return Err(bad(format!("{c:?} has stages of different counts")));
-        }
-        for i in 1..n {
-            let (dim, heads) = (c.embed_dims[i], c.num_heads[i]);
-            if heads == 0 || dim % heads != 0 || c.window_sizes[i] == 0 {
-                return Err(bad(format!(
-                    "stage {i}: width {dim}, {heads} heads, window {}",
-                    c.window_sizes[i]
-                )));
-            }
-        }
-        // The grid after the patch embedding (two stride-2 convolutions), then each merge.
-        let mut grid = TinyViTConfig::conv_out(TinyViTConfig::conv_out(c.img_size, 2), 2);
-        for &out_dim in &c.embed_dims[1..] {
-            grid = TinyViTConfig::conv_out(grid, TinyViTConfig::merge_stride(out_dim));
-        }
-        if grid != EMBED_GRID {
-            return Err(bad(format!(
-                "output grid {grid}x{grid}, SAM needs {EMBED_GRID}x{EMBED_GRID}"
-            )));
-        }
         let last = c.embed_dims[n - 1];
         let neck = w.pb("neck");
         Ok(Self {
@@ -588,7 +594,8 @@ impl TinyViT {
 
     /// Runs stage `i` (`layers.i`, including its downsample). Stage 0 takes the
     /// `[B, C, H, W]` patch embedding, the others the previous stage's output. Returns
-    /// `[B, H', W', C']`: the official `(B, L, C)` output viewed on its grid.
+    /// `[B, H', W', C']`: the official `(B, L, C)` output viewed on its grid. Panics if
+    /// `i >= num_layers()`.
     pub fn layer(&self, i: usize, x: Tensor<4>) -> Tensor<4> {
         self.layers[i].forward(x)
     }
