@@ -11,7 +11,6 @@ use std::time::Instant;
 use burn::tensor::{Device, Tensor, TensorData};
 use common::*;
 use sam_core::checkpoint::Checkpoint;
-use sam_core::modeling::prompt_encoder::{LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_PAD};
 use sam_core::modeling::sam::ImageEncoder;
 use sam_core::modeling::tiny_vit::{TinyViT, TinyViTConfig};
 use sam_core::weights::WeightLoader;
@@ -25,11 +24,6 @@ fn load(device: &Device) -> Sam {
         .expect("mobile_sam checkpoint loads")
 }
 
-fn check(name: &str, err: f32, tol: f32) {
-    println!("{name}: max abs err {err:.3e} (tol {tol:.1e})");
-    assert!(err <= tol, "{name}: max abs err {err:e} > {tol:e}");
-}
-
 fn floats(v: &Value) -> Vec<f64> {
     v.as_array()
         .unwrap()
@@ -40,52 +34,6 @@ fn floats(v: &Value) -> Vec<f64> {
 
 fn usizes(v: &Value) -> Vec<usize> {
     floats(v).into_iter().map(|x| x as usize).collect()
-}
-
-/// The sparse prompt of a predictor case, as the official predictor builds it: points, then a
-/// (0,0)/-1 pad point when there is no box, then the box corners labelled 2 and 3.
-fn sparse_prompt(case: &Value) -> (Vec<[f32; 2]>, Vec<i32>) {
-    let mut pts = Vec::new();
-    let mut labels = Vec::new();
-    if let Some(coords) = case["transformed"]["point_coords"].as_array() {
-        for (p, l) in coords
-            .iter()
-            .zip(case["inputs"]["point_labels"].as_array().unwrap())
-        {
-            pts.push([p[0].as_f64().unwrap() as f32, p[1].as_f64().unwrap() as f32]);
-            labels.push(l.as_i64().unwrap() as i32);
-        }
-    }
-    match case["transformed"]["box"].as_array() {
-        Some(b) => {
-            let b: Vec<f32> = floats(&b[0]).into_iter().map(|v| v as f32).collect();
-            pts.push([b[0], b[1]]);
-            pts.push([b[2], b[3]]);
-            labels.extend([LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT]);
-        }
-        None => {
-            pts.push([0.0, 0.0]);
-            labels.push(LABEL_PAD);
-        }
-    }
-    (pts, labels)
-}
-
-fn points_tensor(pts: Vec<[f32; 2]>, device: &Device) -> Tensor<3> {
-    let n = pts.len();
-    Tensor::from_data(
-        TensorData::new(pts.into_iter().flatten().collect::<Vec<_>>(), [1, n, 2]),
-        device,
-    )
-}
-
-/// A reference mask input `[1, 256, 256]` or `[1, 1, 256, 256]` as `[1, 1, 256, 256]`.
-fn mask_input(refs: &RefFile, key: &str, device: &Device) -> Tensor<4> {
-    RefTensor {
-        shape: vec![1, 1, 256, 256],
-        data: refs.get(key).data.clone(),
-    }
-    .to_device(device)
 }
 
 fn tiny_vit(sam: &Sam) -> &TinyViT {
@@ -250,54 +198,7 @@ fn run_reference(device_name: &str, device: &Device) {
         embeddings.insert(image.to_string(), emb);
     }
 
-    // SamPredictor.predict cases, from the reference's transformed prompts.
-    for case in manifest["predictor_cases"].as_array().unwrap() {
-        let name = case["name"].as_str().unwrap();
-        let image = case["image"].as_str().unwrap();
-        let multimask = case["inputs"]["multimask_output"].as_bool().unwrap();
-        let (pts, labels) = sparse_prompt(case);
-        let sparse = sam
-            .prompt_encoder
-            .embed_points(points_tensor(pts, device), &[labels])
-            .unwrap();
-        check(
-            &format!("{device_name} {name} sparse"),
-            max_abs_diff(
-                sparse.clone(),
-                refs.get(&format!("pred/{name}/sparse_embeddings")),
-                "sparse",
-            ),
-            emb_tol,
-        );
-        let dense = match case["inputs"]["mask_input"]["key"].as_str() {
-            Some(key) => sam
-                .prompt_encoder
-                .embed_masks(mask_input(&refs, key, device)),
-            None => sam.prompt_encoder.no_mask_dense(1),
-        };
-        let out = sam
-            .decode(embeddings[image].clone(), sparse, dense)
-            .unwrap();
-        let (low_res, iou) = out.select(multimask);
-        check(
-            &format!("{device_name} {name} low_res_masks"),
-            max_abs_diff(
-                low_res,
-                refs.get(&format!("pred/{name}/low_res_masks")),
-                "low_res",
-            ),
-            low_tol,
-        );
-        check(
-            &format!("{device_name} {name} iou"),
-            max_abs_diff(
-                iou,
-                refs.get(&format!("pred/{name}/iou_predictions")),
-                "iou",
-            ),
-            iou_tol,
-        );
-    }
+    check_predictor_cases(&sam, &manifest, &refs, &embeddings, device_name, device);
 
     // SamOnnxModel cases: points given as the wrapper gets them (pad point and box corners
     // included), dense = has_mask * mask embedding + (1 - has_mask) * no_mask_embed.

@@ -33,11 +33,6 @@ fn max_err(ours: &[f32], reference: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-fn check(name: &str, err: f32, tol: f32) {
-    println!("{name}: max abs err {err:.3e} (tol {tol:.1e})");
-    assert!(err <= tol, "{name}: max abs err {err:e} > {tol:e}");
-}
-
 /// Boolean masks may differ only where our logit is within `tol` of the threshold.
 fn check_masks(name: &str, logits: &[f32], masks: &[bool], reference: &[f32], tol: f32) {
     assert_eq!(masks.len(), reference.len());

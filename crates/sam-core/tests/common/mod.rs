@@ -9,6 +9,8 @@ use std::sync::OnceLock;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
+use sam_core::Sam;
+use sam_core::modeling::prompt_encoder::{LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_PAD};
 use serde_json::Value;
 
 /// `$SAM_REFERENCE_DIR`, else `shared/reference` beside the repository.
@@ -142,4 +144,123 @@ pub fn tolerance(manifest: &Value, name: &str) -> f32 {
     manifest["tolerances"]["suggested"][name]
         .as_f64()
         .unwrap_or_else(|| panic!("no tolerance {name}")) as f32
+}
+
+/// Prints and asserts one measured error against its tolerance.
+pub fn check(name: &str, err: f32, tol: f32) {
+    println!("{name}: max abs err {err:.3e} (tol {tol:.1e})");
+    assert!(err <= tol, "{name}: max abs err {err:e} > {tol:e}");
+}
+
+/// The sparse prompt of a predictor case, as the official predictor builds it: points, then a
+/// (0,0)/-1 pad point when there is no box, then the box corners labelled 2 and 3.
+pub fn sparse_prompt(case: &Value) -> (Vec<[f32; 2]>, Vec<i32>) {
+    let mut pts = Vec::new();
+    let mut labels = Vec::new();
+    if let Some(coords) = case["transformed"]["point_coords"].as_array() {
+        for (p, l) in coords
+            .iter()
+            .zip(case["inputs"]["point_labels"].as_array().unwrap())
+        {
+            pts.push([p[0].as_f64().unwrap() as f32, p[1].as_f64().unwrap() as f32]);
+            labels.push(l.as_i64().unwrap() as i32);
+        }
+    }
+    match case["transformed"]["box"].as_array() {
+        Some(b) => {
+            let b: Vec<f32> = b[0]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            pts.push([b[0], b[1]]);
+            pts.push([b[2], b[3]]);
+            labels.extend([LABEL_BOX_TOP_LEFT, LABEL_BOX_BOTTOM_RIGHT]);
+        }
+        None => {
+            pts.push([0.0, 0.0]);
+            labels.push(LABEL_PAD);
+        }
+    }
+    (pts, labels)
+}
+
+pub fn points_tensor(pts: Vec<[f32; 2]>, device: &Device) -> Tensor<3> {
+    let n = pts.len();
+    Tensor::from_data(
+        TensorData::new(pts.into_iter().flatten().collect::<Vec<_>>(), [1, n, 2]),
+        device,
+    )
+}
+
+/// A reference mask input `[1, 256, 256]` or `[1, 1, 256, 256]` as `[1, 1, 256, 256]`.
+pub fn mask_input(refs: &RefFile, key: &str, device: &Device) -> Tensor<4> {
+    RefTensor {
+        shape: vec![1, 1, 256, 256],
+        data: refs.get(key).data.clone(),
+    }
+    .to_device(device)
+}
+
+/// Every `SamPredictor.predict` case of a manifest, from the reference's transformed prompts:
+/// sparse embeddings, low-res logits and IoU, given each image's embedding.
+pub fn check_predictor_cases(
+    sam: &Sam,
+    manifest: &Value,
+    refs: &RefFile,
+    embeddings: &HashMap<String, Tensor<4>>,
+    device_name: &str,
+    device: &Device,
+) {
+    let emb_tol = tolerance(manifest, "embedding_atol");
+    let low_tol = tolerance(manifest, "low_res_logits_atol");
+    let iou_tol = tolerance(manifest, "iou_atol");
+    for case in manifest["predictor_cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let image = case["image"].as_str().unwrap();
+        let multimask = case["inputs"]["multimask_output"].as_bool().unwrap();
+        let (pts, labels) = sparse_prompt(case);
+        let sparse = sam
+            .prompt_encoder
+            .embed_points(points_tensor(pts, device), &[labels])
+            .unwrap();
+        check(
+            &format!("{device_name} {name} sparse"),
+            max_abs_diff(
+                sparse.clone(),
+                refs.get(&format!("pred/{name}/sparse_embeddings")),
+                "sparse",
+            ),
+            emb_tol,
+        );
+        let dense = match case["inputs"]["mask_input"]["key"].as_str() {
+            Some(key) => sam
+                .prompt_encoder
+                .embed_masks(mask_input(refs, key, device)),
+            None => sam.prompt_encoder.no_mask_dense(1),
+        };
+        let out = sam
+            .decode(embeddings[image].clone(), sparse, dense)
+            .unwrap();
+        let (low_res, iou) = out.select(multimask);
+        check(
+            &format!("{device_name} {name} low_res_masks"),
+            max_abs_diff(
+                low_res,
+                refs.get(&format!("pred/{name}/low_res_masks")),
+                "low_res",
+            ),
+            low_tol,
+        );
+        check(
+            &format!("{device_name} {name} iou"),
+            max_abs_diff(
+                iou,
+                refs.get(&format!("pred/{name}/iou_predictions")),
+                "iou",
+            ),
+            iou_tol,
+        );
+    }
 }
