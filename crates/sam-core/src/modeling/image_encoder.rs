@@ -300,15 +300,41 @@ impl Attention {
         let k: Tensor<3> = qkv.clone().narrow(0, 1, 1).squeeze_dim(0);
         let v: Tensor<3> = qkv.narrow(0, 2, 1).squeeze_dim(0);
 
-        let attn = q.clone().mul_scalar(self.scale).matmul(k.swap_dims(1, 2));
-        let attn = self.add_decomposed_rel_pos(attn, q, (h, w));
-        let attn = softmax(attn, 2);
-        let x = attn
-            .matmul(v)
+        // The attention matrix is [B*heads, HW, HW]: 800 MB for ViT-B's global blocks, more
+        // than WebGPU lets one buffer hold. Computed in slices of (batch x head) of at most
+        // ATTN_CHUNK_BYTES each; the arithmetic per slice is unchanged.
+        let per_slice = (h * w * h * w * 4).max(1);
+        let chunk = (ATTN_CHUNK_BYTES / per_slice).max(1);
+        let bn = b * nh;
+        let out = if chunk >= bn {
+            self.attend(q, k, v, (h, w))
+        } else {
+            let slices = (0..bn)
+                .step_by(chunk)
+                .map(|start| {
+                    let len = chunk.min(bn - start);
+                    self.attend(
+                        q.clone().narrow(0, start, len),
+                        k.clone().narrow(0, start, len),
+                        v.clone().narrow(0, start, len),
+                        (h, w),
+                    )
+                })
+                .collect();
+            Tensor::cat(slices, 0)
+        };
+        let x = out
             .reshape([b, nh, h, w, hd])
             .permute([0, 2, 3, 1, 4])
             .reshape([b, h, w, c]);
         self.proj.forward(x)
+    }
+
+    /// softmax(q·scale·kᵀ + rel-pos) · v for `[n, HW, hd]` slices of (batch x heads).
+    fn attend(&self, q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, hw: (usize, usize)) -> Tensor<3> {
+        let attn = q.clone().mul_scalar(self.scale).matmul(k.swap_dims(1, 2));
+        let attn = self.add_decomposed_rel_pos(attn, q, hw);
+        softmax(attn, 2).matmul(v)
     }
 
     /// `attn` `[B*heads, HW, HW]` plus the decomposed rel-pos terms of the unscaled `q`
@@ -341,6 +367,10 @@ impl Attention {
         attn.reshape([bn, h * w, h * w])
     }
 }
+
+/// The largest attention matrix slice computed at once (64 MiB: one 64x64-token head), so
+/// that no buffer exceeds what WebGPU adapters allow (often 128 or 256 MiB).
+pub const ATTN_CHUNK_BYTES: usize = 64 << 20;
 
 /// The official `get_rel_pos`: relative positional embeddings for every (query, key) pair,
 /// `[q_size, k_size, hd]`, interpolating the table linearly when its length differs from
