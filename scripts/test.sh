@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 # Cargo's build cache lives outside the clone so CI rebuilds are incremental.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sam-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# wgpu's Vulkan loader complains on every start without a runtime dir.
+if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
+  export XDG_RUNTIME_DIR="${TMPDIR:-/tmp}/xdg-runtime-$(id -u)"
+  mkdir -p -m 700 "$XDG_RUNTIME_DIR"
+fi
 
 need_apt=()
 [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || need_apt+=(mesa-vulkan-drivers)
