@@ -25,6 +25,10 @@ pub enum SamError {
     /// The backend failed (device lost, out of memory, read-back failed).
     #[error("backend error: {0}")]
     Backend(String),
+    /// The caller cancelled a long computation (the automatic mask generator's progress
+    /// callback returned `false`).
+    #[error("cancelled by the caller")]
+    Cancelled,
 }
 
 /// Result alias of sam-core.

@@ -2,6 +2,7 @@
 //! post-processing. Runs on any Burn device (CPU `flex`, `wgpu`/WebGPU) chosen at run time.
 
 pub mod amg;
+pub mod automatic_mask_generator;
 pub mod checkpoint;
 pub mod error;
 pub mod modeling;
