@@ -35,7 +35,8 @@ use crate::amg;
 use crate::error::{Result, SamError};
 use crate::modeling::prompt_encoder::{LABEL_PAD, LABEL_POSITIVE};
 use crate::predictor::{
-    LOW_RES_SIZE, MASK_THRESHOLD, calculate_stability_score, postprocess_masks, read_f32,
+    ImageEmbedding, LOW_RES_SIZE, MASK_THRESHOLD, calculate_stability_score, postprocess_masks,
+    read_f32,
 };
 use crate::preprocess::{self, IMG_SIZE, RgbImage};
 use crate::rle::{CocoRle, Rle};
@@ -458,12 +459,38 @@ impl<'a> SamAutomaticMaskGenerator<'a> {
         image: &RgbImage,
         progress: &mut dyn FnMut(AmgProgress) -> bool,
     ) -> Result<Vec<MaskRecord>> {
+        self.generate_with(image, None, |p| std::future::ready(progress(p)))
+            .await
+    }
+
+    /// [`generate`](Self::generate) with an asynchronous progress callback (a browser binding
+    /// awaits a JS promise there, letting its event loop run between batches) and, optionally,
+    /// the image's embedding from [`Sam::set_image`], reused for the full-image crop instead of
+    /// embedding the image again. An embedding of another image size is an error.
+    pub async fn generate_with<F, Fut>(
+        &self,
+        image: &RgbImage,
+        embedding: Option<&ImageEmbedding>,
+        mut progress: F,
+    ) -> Result<Vec<MaskRecord>>
+    where
+        F: FnMut(AmgProgress) -> Fut,
+        Fut: Future<Output = bool>,
+    {
         let o = &self.options;
         o.validate()?;
         image
             .validate()
             .map_err(|e| SamError::Input(e.to_string()))?;
         let (h, w) = (image.height, image.width);
+        if let Some(e) = embedding
+            && e.original_size != (h, w)
+        {
+            return Err(SamError::Input(format!(
+                "the embedding is of a {}x{} image, not of this {w}x{h} one",
+                e.original_size.1, e.original_size.0
+            )));
+        }
         let grids = o.layer_point_grids();
         let (crop_boxes, layers) =
             amg::generate_crop_boxes((h, w), o.crop_n_layers, o.crop_overlap_ratio);
@@ -486,11 +513,19 @@ impl<'a> SamAutomaticMaskGenerator<'a> {
         let mut data = Vec::new();
         for (ci, (&crop_box, &layer)) in crop_boxes.iter().zip(&layers).enumerate() {
             state.crop_index = ci;
-            if !progress(state) {
+            if !progress(state).await {
                 return Err(SamError::Cancelled);
             }
+            let full = crop_box == [0, 0, w, h];
             let crop = self
-                .process_crop(image, crop_box, &grids[layer], &mut state, progress)
+                .process_crop(
+                    image,
+                    crop_box,
+                    &grids[layer],
+                    embedding.filter(|_| full),
+                    &mut state,
+                    &mut progress,
+                )
                 .await?;
             data.extend(crop);
         }
@@ -553,20 +588,27 @@ impl<'a> SamAutomaticMaskGenerator<'a> {
     }
 
     /// Official `_process_crop`: embed the crop, run its points in batches, NMS within it.
-    async fn process_crop(
+    async fn process_crop<F, Fut>(
         &self,
         image: &RgbImage,
         crop_box: [usize; 4],
         grid: &[[f64; 2]],
+        embedding: Option<&ImageEmbedding>,
         state: &mut AmgProgress,
-        progress: &mut dyn FnMut(AmgProgress) -> bool,
-    ) -> Result<Vec<Candidate>> {
+        progress: &mut F,
+    ) -> Result<Vec<Candidate>>
+    where
+        F: FnMut(AmgProgress) -> Fut,
+        Fut: Future<Output = bool>,
+    {
         if grid.is_empty() {
             return Ok(Vec::new());
         }
-        let cropped = crop_image(image, crop_box)?;
-        let (ch, cw) = (cropped.height, cropped.width);
-        let emb = self.sam.set_image(&cropped)?;
+        let (ch, cw) = (crop_box[3] - crop_box[1], crop_box[2] - crop_box[0]);
+        let emb = match embedding {
+            Some(e) => e.clone(),
+            None => self.sam.set_image(&crop_image(image, crop_box)?)?,
+        };
         let points: Vec<[f64; 2]> = grid
             .iter()
             .map(|p| [p[0] * cw as f64, p[1] * ch as f64])
@@ -574,11 +616,18 @@ impl<'a> SamAutomaticMaskGenerator<'a> {
         let mut data = Vec::new();
         for batch in points.chunks(self.options.points_per_batch) {
             let found = self
-                .process_batch(&emb.features, emb.input_size, batch, (ch, cw), crop_box, image)
+                .process_batch(
+                    &emb.features,
+                    emb.input_size,
+                    batch,
+                    (ch, cw),
+                    crop_box,
+                    image,
+                )
                 .await?;
             data.extend(found);
             state.batches_done += 1;
-            if !progress(*state) {
+            if !progress(*state).await {
                 return Err(SamError::Cancelled);
             }
         }
@@ -661,9 +710,12 @@ impl<'a> SamAutomaticMaskGenerator<'a> {
                 input_size,
                 crop_size,
             ); // [k, 1, ch, cw]
-            let (_, stability) =
-                read_f32(calculate_stability_score(logits.clone(), MASK_THRESHOLD, offset))
-                    .await?;
+            let (_, stability) = read_f32(calculate_stability_score(
+                logits.clone(),
+                MASK_THRESHOLD,
+                offset,
+            ))
+            .await?;
             let passed: Vec<usize> = (0..k)
                 .filter(|&j| o.stability_score_thresh <= 0.0 || stability[j] >= stab_thresh)
                 .collect();
@@ -780,6 +832,9 @@ mod tests {
 
     #[test]
     fn take_keeps_order() {
-        assert_eq!(take(vec!['a', 'b', 'c', 'd'], &[3, 0, 2]), vec!['d', 'a', 'c']);
+        assert_eq!(
+            take(vec!['a', 'b', 'c', 'd'], &[3, 0, 2]),
+            vec!['d', 'a', 'c']
+        );
     }
 }

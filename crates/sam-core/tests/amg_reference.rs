@@ -92,7 +92,11 @@ fn options_of(case: &Value, explicit_grids: bool, mode: OutputMode) -> AmgOption
         output_mode: mode,
     };
     let grids = grids_of(&case["point_grids"]);
-    assert_eq!(o.layer_point_grids(), grids, "point grids differ from the manifest's");
+    assert_eq!(
+        o.layer_point_grids(),
+        grids,
+        "point grids differ from the manifest's"
+    );
     if explicit_grids {
         o.points_per_side = None;
         o.point_grids = Some(grids);
@@ -298,7 +302,10 @@ fn compare_binary(what: &str, ours: &[MaskRecord], refs: &[Annotation], pairs: &
             identical_expected += 1;
         }
     }
-    println!("{what}: {same_hash} of {} binary masks with the reference sum and sha256", ours.len());
+    println!(
+        "{what}: {same_hash} of {} binary masks with the reference sum and sha256",
+        ours.len()
+    );
     assert!(same_hash <= identical_expected);
 }
 
@@ -409,7 +416,11 @@ fn check_summary(tag: &str, ours: &[MaskRecord], summary: &Value) {
     let empty = ours.iter().filter(|r| r.area == 0).count();
     assert_eq!(empty, usize_of(&summary["num_empty"]), "{tag} empty masks");
     let nan = ours.iter().filter(|r| r.stability_score.is_nan()).count();
-    assert_eq!(nan, usize_of(&summary["num_nan_stability"]), "{tag} NaN stability");
+    assert_eq!(
+        nan,
+        usize_of(&summary["num_nan_stability"]),
+        "{tag} NaN stability"
+    );
     for (cb, n) in summary["masks_per_crop_box"].as_object().unwrap() {
         let count = ours
             .iter()
@@ -444,7 +455,10 @@ fn sa1b_round_trip(records: &[MaskRecord], image: &RgbImage, case: &Value) {
         let (sa, sr) = (a.stability_score_or_nan() as f32, r.stability_score as f32);
         assert!(sa == sr || (sa.is_nan() && sr.is_nan()));
     }
-    assert_eq!(back.settings.unwrap()["points_per_side"], case["settings"]["points_per_side"]);
+    assert_eq!(
+        back.settings.unwrap()["points_per_side"],
+        case["settings"]["points_per_side"]
+    );
 }
 
 #[test]
@@ -566,7 +580,10 @@ fn nonsense_options_are_rejected() {
         println!("rejected: {err}");
         assert!(SamAutomaticMaskGenerator::new(&sam, o.clone()).is_err());
         // generate() checks too (the fields are public).
-        let amg = SamAutomaticMaskGenerator { sam: &sam, options: o };
+        let amg = SamAutomaticMaskGenerator {
+            sam: &sam,
+            options: o,
+        };
         let image = RgbImage::new(8, 8, vec![0; 8 * 8 * 3]).unwrap();
         assert!(block_on(amg.generate(&image, &mut |_| true)).is_err());
     }
@@ -632,7 +649,11 @@ fn progress_counts_and_cancellation() {
             .iter()
             .all(|p| p.batches_total == total && p.crops_total == 5)
     );
-    assert_eq!(calls.len(), 5 + total, "one call per crop plus one per batch");
+    assert_eq!(
+        calls.len(),
+        5 + total,
+        "one call per crop plus one per batch"
+    );
     let done: Vec<usize> = calls.iter().map(|p| p.batches_done).collect();
     assert_eq!(done, [0, 1, 2, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8]);
     let crops: Vec<usize> = calls.iter().map(|p| p.crop_index).collect();
@@ -739,14 +760,39 @@ fn min_mask_region_area_postprocesses_the_generated_masks() {
             (&r.point_coords, r.crop_box, r.predicted_iou.to_bits()),
             (&src.point_coords, src.crop_box, src.predicted_iou.to_bits())
         );
-        assert_eq!(
-            r.stability_score.to_bits(),
-            src.stability_score.to_bits()
-        );
+        assert_eq!(r.stability_score.to_bits(), src.stability_score.to_bits());
         if src.segmentation.to_mask().unwrap() != *mask {
             changed += 1;
         }
     }
     println!("{changed} masks were cleaned");
     assert!(changed > 0, "the case should exercise cleaning");
+}
+
+#[test]
+fn a_given_embedding_is_reused_with_the_same_result() {
+    let device = Device::flex();
+    let sam = load("tiny_seed0", &device);
+    let image = small_image();
+    let amg = SamAutomaticMaskGenerator::new(&sam, small_options()).unwrap();
+    let plain = block_on(amg.generate(&image, &mut |_| true)).unwrap();
+    let emb = sam.set_image(&image).unwrap();
+    let mut calls = 0;
+    let reused = block_on(amg.generate_with(&image, Some(&emb), |_| {
+        calls += 1;
+        async { true }
+    }))
+    .unwrap();
+    // (Debug text: NaN stability scores are not `==` themselves.)
+    assert_eq!(format!("{plain:?}"), format!("{reused:?}"));
+    assert_eq!(calls, 5 + 8);
+    // An embedding of another image is refused.
+    let other = RgbImage::new(10, 10, vec![0; 300]).unwrap();
+    let err = block_on(amg.generate_with(&other, Some(&emb), |_| async { true })).unwrap_err();
+    assert!(matches!(err, SamError::Input(_)), "{err}");
+    // Cancelling through the async callback.
+    let err =
+        block_on(amg.generate_with(&image, Some(&emb), |p| async move { p.batches_done < 2 }))
+            .unwrap_err();
+    assert!(matches!(err, SamError::Cancelled));
 }
