@@ -1,0 +1,296 @@
+//! `Segmenter`: one model on one backend, and the current image's embedding.
+
+use std::cell::RefCell;
+
+use burn::tensor::Tensor;
+use js_sys::{Promise, Uint8Array};
+use sam_core::automatic_mask_generator::{SamAutomaticMaskGenerator, records_to_sa1b};
+use sam_core::predictor::{read_bool, read_f32};
+use sam_core::preprocess::RgbImage;
+use sam_core::{ImageEmbedding, Sam, SamError, sa1b};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::backend::{self, Backend};
+use crate::convert;
+use crate::error::{js_error, sam_error, type_error};
+use crate::source;
+
+/// The largest image accepted, in pixels (a 16384x16384 image; the RGB copy alone is 768 MiB).
+pub const MAX_IMAGE_PIXELS: usize = 1 << 28;
+
+/// The image being segmented: its embedding and, when set from pixels, the pixels (the
+/// automatic mask generator crops them).
+#[derive(Default)]
+struct ImageState {
+    embedding: Option<ImageEmbedding>,
+    image: Option<RgbImage>,
+}
+
+/// Segment Anything on one backend. Create with `Segmenter.create(bytes, options)`, then
+/// `setImage`, then `predict` or `generate` as often as needed; `free()` releases it.
+#[wasm_bindgen]
+pub struct Segmenter {
+    sam: Sam,
+    backend: Backend,
+    state: RefCell<ImageState>,
+}
+
+#[wasm_bindgen]
+impl Segmenter {
+    /// Builds the model from checkpoint bytes (official `.pth`, `mobile_sam.pt` or
+    /// `.safetensors`). `options`: `{ modelType?, backend?: "auto" | "webgpu" | "cpu",
+    /// onProgress?(loaded, total) }`.
+    #[wasm_bindgen(unchecked_return_type = "Segmenter")]
+    pub async fn create(
+        checkpoint: &Uint8Array,
+        #[wasm_bindgen(unchecked_param_type = "SegmenterOptions | null | undefined")]
+        options: JsValue,
+    ) -> Result<Segmenter, JsValue> {
+        let (model_type, choice, _on_progress) = convert::segmenter_options(&options)?;
+        let backend = backend::select(choice).await?;
+        let bytes = source::checkpoint_bytes(checkpoint);
+        let sam = Sam::from_bytes(&bytes, model_type, &backend.device).map_err(sam_error)?;
+        drop(bytes);
+        Ok(Segmenter {
+            sam,
+            backend,
+            state: RefCell::default(),
+        })
+    }
+
+    /// `"webgpu"` or `"cpu"`.
+    #[wasm_bindgen(getter, unchecked_return_type = "BackendName")]
+    pub fn backend(&self) -> String {
+        self.backend.name.into()
+    }
+
+    /// A description of the backend (the adapter, or why WebGPU is not used).
+    #[wasm_bindgen(getter, js_name = backendInfo)]
+    pub fn backend_info(&self) -> String {
+        self.backend.info.clone()
+    }
+
+    /// The model type: `vit_h`, `vit_l`, `vit_b`, `mobile_sam` (or `custom`).
+    #[wasm_bindgen(getter, js_name = modelType)]
+    pub fn model_type(&self) -> String {
+        self.sam.model_type.name().into()
+    }
+
+    /// Whether an image (or an imported embedding) is set.
+    #[wasm_bindgen(getter, js_name = hasImage)]
+    pub fn has_image(&self) -> bool {
+        self.state.borrow().embedding.is_some()
+    }
+
+    /// Width of the current image (0 without one).
+    #[wasm_bindgen(getter, js_name = imageWidth)]
+    pub fn image_width(&self) -> usize {
+        self.state
+            .borrow()
+            .embedding
+            .as_ref()
+            .map_or(0, |e| e.original_size.1)
+    }
+
+    /// Height of the current image (0 without one).
+    #[wasm_bindgen(getter, js_name = imageHeight)]
+    pub fn image_height(&self) -> usize {
+        self.state
+            .borrow()
+            .embedding
+            .as_ref()
+            .map_or(0, |e| e.original_size.0)
+    }
+
+    /// Embeds an image given as RGBA bytes (`width * height * 4`, e.g. `ImageData.data`).
+    /// Resolves when the embedding is computed.
+    #[wasm_bindgen(js_name = setImage)]
+    pub async fn set_image(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array | Uint8ClampedArray")] rgba: JsValue,
+        width: usize,
+        height: usize,
+    ) -> Result<(), JsValue> {
+        if !rgba.is_instance_of::<Uint8Array>()
+            && !rgba.is_instance_of::<js_sys::Uint8ClampedArray>()
+        {
+            return Err(type_error(
+                "setImage(rgba, width, height) takes a Uint8Array or Uint8ClampedArray",
+            ));
+        }
+        let pixels = width.saturating_mul(height);
+        if pixels > MAX_IMAGE_PIXELS {
+            return Err(js_error(
+                &format!(
+                    "the image is too large: {width}x{height} is over {MAX_IMAGE_PIXELS} pixels; \
+                     scale it down first (SAM works at 1024 pixels on the long side)"
+                ),
+                Some("RangeError"),
+            ));
+        }
+        let rgba = Uint8Array::new(&rgba).to_vec();
+        if rgba.len() != pixels.saturating_mul(4) {
+            return Err(type_error(&format!(
+                "a {width}x{height} RGBA image has {} bytes, got {}",
+                pixels.saturating_mul(4),
+                rgba.len()
+            )));
+        }
+        let image = RgbImage::from_rgba(width, height, &rgba)
+            .map_err(|e| sam_error(SamError::Input(e.to_string())))?;
+        drop(rgba);
+        let embedding = self.sam.set_image(&image).map_err(sam_error)?;
+        // Wait for the device to finish (one value read back), so the promise resolves when
+        // the embedding exists and its time can be measured.
+        let first: Tensor<4> = embedding.features.clone().slice([0..1, 0..1, 0..1, 0..1]);
+        read_f32(first).await.map_err(sam_error)?;
+        *self.state.borrow_mut() = ImageState {
+            embedding: Some(embedding),
+            image: Some(image),
+        };
+        Ok(())
+    }
+
+    /// Decodes a prompt (`{ points?, labels?, box?, maskInput?, multimask? }`, in image
+    /// pixels) on the current image: masks at the image size, scores and low-res logits.
+    #[wasm_bindgen(unchecked_return_type = "PredictResult")]
+    pub async fn predict(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "PromptInput")] prompt: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let embedding = self.embedding()?;
+        let prompt = convert::prompt(&prompt)?;
+        let pred = self.sam.predict(&embedding, &prompt).map_err(sam_error)?;
+        let (_, masks) = read_bool(pred.masks()).await.map_err(sam_error)?;
+        let (_, scores) = read_f32(pred.iou_predictions).await.map_err(sam_error)?;
+        let (_, low_res) = read_f32(pred.low_res_logits).await.map_err(sam_error)?;
+        Ok(convert::predict_result(
+            embedding.original_size,
+            &masks,
+            &scores,
+            &low_res,
+        ))
+    }
+
+    /// Segments everything in the current image (the official automatic mask generator) and
+    /// resolves to an SA-1B JSON string (COCO RLE). `onProgress(p)` is called before each
+    /// crop and after each batch; returning `false` (or a promise of `false`) cancels with
+    /// an `AbortError`.
+    #[wasm_bindgen(unchecked_return_type = "string")]
+    pub async fn generate(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "GenerateOptions | null | undefined")]
+        options: JsValue,
+        #[wasm_bindgen(
+            js_name = onProgress,
+            unchecked_param_type = "((p: GenerateProgress) => boolean | void | Promise<boolean | void>) | null | undefined"
+        )]
+        on_progress: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let (options, file_name) = convert::generate_options(&options)?;
+        let on_progress = if on_progress.is_undefined() || on_progress.is_null() {
+            None
+        } else {
+            Some(
+                on_progress
+                    .dyn_into::<js_sys::Function>()
+                    .map_err(|_| type_error("onProgress must be a function"))?,
+            )
+        };
+        let embedding = self.embedding()?;
+        let image = self.state.borrow().image.clone().ok_or_else(|| {
+            js_error(
+                "generate() needs the image's pixels: call setImage (an imported embedding \
+                 alone is not enough to crop the image)",
+                None,
+            )
+        })?;
+        let generator = SamAutomaticMaskGenerator::new(&self.sam, options).map_err(sam_error)?;
+        let thrown: RefCell<Option<JsValue>> = RefCell::new(None);
+        let result = generator
+            .generate_with(&image, Some(&embedding), |p| {
+                let call = on_progress
+                    .as_ref()
+                    .map(|f| f.call1(&JsValue::NULL, &convert::progress_object(p)));
+                let thrown = &thrown;
+                async move {
+                    let value = match call {
+                        None => return true,
+                        Some(Err(e)) => {
+                            *thrown.borrow_mut() = Some(e);
+                            return false;
+                        }
+                        Some(Ok(v)) => v,
+                    };
+                    let value = if value.is_instance_of::<Promise>() {
+                        match JsFuture::from(Promise::from(value)).await {
+                            Ok(v) => v,
+                            Err(e) => {
+                                *thrown.borrow_mut() = Some(e);
+                                return false;
+                            }
+                        }
+                    } else {
+                        value
+                    };
+                    value.as_bool() != Some(false)
+                }
+            })
+            .await;
+        if let Some(e) = thrown.take() {
+            return Err(e);
+        }
+        let records = result.map_err(sam_error)?;
+        let file = records_to_sa1b(
+            &records,
+            embedding.original_size,
+            0,
+            &file_name,
+            &generator.options,
+        )
+        .map_err(sam_error)?;
+        Ok(sa1b::to_json(&file).into())
+    }
+
+    /// The current image's embedding as `.npy` bytes (`[1, 256, 64, 64]` float32).
+    #[wasm_bindgen(js_name = exportEmbedding)]
+    pub async fn export_embedding(&self) -> Result<Vec<u8>, JsValue> {
+        self.embedding()?.to_npy().await.map_err(sam_error)
+    }
+
+    /// Sets the current image from an embedding (`.npy` bytes) of a `width x height` image.
+    /// `predict` works at once; `generate` needs the pixels (`setImage`).
+    #[wasm_bindgen(js_name = importEmbedding)]
+    pub fn import_embedding(&self, npy: &[u8], width: usize, height: usize) -> Result<(), JsValue> {
+        let embedding =
+            ImageEmbedding::from_npy(npy, (height, width), self.sam.device()).map_err(sam_error)?;
+        *self.state.borrow_mut() = ImageState {
+            embedding: Some(embedding),
+            image: None,
+        };
+        Ok(())
+    }
+
+    /// Drops the current image and its embedding.
+    #[wasm_bindgen(js_name = clearImage)]
+    pub fn clear_image(&self) {
+        *self.state.borrow_mut() = ImageState::default();
+    }
+}
+
+impl Segmenter {
+    fn embedding(&self) -> Result<ImageEmbedding, JsValue> {
+        self.state.borrow().embedding.clone().ok_or_else(|| {
+            js_error(
+                "no image: call setImage (or importEmbedding) first",
+                Some("InvalidStateError"),
+            )
+        })
+    }
+
+    /// The model (for tests and Rust callers).
+    pub fn sam(&self) -> &Sam {
+        &self.sam
+    }
+}

@@ -1,0 +1,422 @@
+//! The binding in a real browser (`wasm-pack test --headless --chrome`, see
+//! `scripts/test-wasm.sh`): the `tiny_seed0` reference cases (embedding, one point, one box,
+//! mask input) through the JS-facing API, on WebGPU and on the CPU fallback, plus errors,
+//! embeddings and the automatic mask generator.
+//!
+//! The reference data is a ~4 MB extract of the kit made by `build.rs`. Tolerances are the
+//! kit's (`tolerances.suggested` of `tiny_seed0_manifest.json`): embedding 5e-5, low-res
+//! logits 5e-4, IoU 1e-5; boolean masks may differ only where the logit is within 2.5e-3 of
+//! zero, which we bound by a pixel count (the native parity tests see at most 4).
+#![cfg(target_arch = "wasm32")]
+
+use js_sys::{Array, Float32Array, Object, Reflect, Uint8Array};
+use safetensors::{Dtype, SafeTensors};
+use sam_core::npy::read_npy_f32;
+use sam_wasm::{Segmenter, decode_coco_rle, encode_coco_rle, normalize_sa1b};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+static REFERENCE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test_reference.safetensors"));
+static CHECKPOINT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tiny_seed0.pth"));
+
+const EMBED_TOL: f32 = 5e-5;
+const LOW_RES_TOL: f32 = 5e-4;
+const IOU_TOL: f32 = 1e-5;
+/// Mask pixels allowed to differ per case (all of them near-zero logits).
+const MASK_PIXELS_TOL: usize = 10;
+
+fn reference() -> SafeTensors<'static> {
+    assert!(
+        !REFERENCE.is_empty() && !CHECKPOINT.is_empty(),
+        "the reference kit was not found when building: set SAM_REFERENCE_DIR or put it in \
+         ../shared/reference beside the repository"
+    );
+    SafeTensors::deserialize(REFERENCE).unwrap()
+}
+
+/// A reference tensor as f32 (booleans as 0/1), with its shape.
+fn tensor(name: &str) -> (Vec<usize>, Vec<f32>) {
+    let st = reference();
+    let t = st.tensor(name).unwrap();
+    let data = match t.dtype() {
+        Dtype::F32 => t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::BOOL | Dtype::U8 => t.data().iter().map(|&b| b as f32).collect(),
+        other => panic!("{name}: unexpected dtype {other:?}"),
+    };
+    (t.shape().to_vec(), data)
+}
+
+/// `image/<name>` as RGBA bytes with its (width, height).
+fn image_rgba(name: &str) -> (Vec<u8>, usize, usize) {
+    let (shape, rgb) = tensor(&format!("image/{name}"));
+    let (h, w) = (shape[0], shape[1]);
+    let mut rgba = Vec::with_capacity(h * w * 4);
+    for px in rgb.chunks_exact(3) {
+        rgba.extend([px[0] as u8, px[1] as u8, px[2] as u8, 255]);
+    }
+    (rgba, w, h)
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn get(obj: &JsValue, name: &str) -> JsValue {
+    Reflect::get(obj, &name.into()).unwrap()
+}
+
+fn options(pairs: &[(&str, JsValue)]) -> JsValue {
+    let o = Object::new();
+    for (k, v) in pairs {
+        Reflect::set(&o, &(*k).into(), v).unwrap();
+    }
+    o.into()
+}
+
+fn message(err: &JsValue) -> String {
+    err.dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .unwrap_or_else(|| format!("{err:?}"))
+}
+
+fn error_name(err: &JsValue) -> String {
+    err.dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.name()))
+        .unwrap_or_default()
+}
+
+async fn segmenter(backend: &str) -> Segmenter {
+    let bytes = Uint8Array::from(CHECKPOINT);
+    let seg = Segmenter::create(&bytes, options(&[("backend", backend.into())]))
+        .await
+        .unwrap_or_else(|e| panic!("creating a {backend} segmenter: {}", message(&e)));
+    assert_eq!(seg.backend(), backend);
+    assert_eq!(
+        seg.model_type(),
+        "vit_b",
+        "tiny_seed0 has vit_b's keys and a custom size"
+    );
+    console_log!("{backend}: {}", seg.backend_info());
+    seg
+}
+
+fn now() -> f64 {
+    js_sys::Date::now()
+}
+
+/// A prompt object from points, labels, box, mask input and multimask.
+fn prompt(
+    points: &[[f64; 2]],
+    labels: &[f64],
+    bbox: Option<[f64; 4]>,
+    mask_input: Option<&[f32]>,
+    multimask: bool,
+) -> JsValue {
+    let o = Object::new();
+    if !points.is_empty() {
+        let arr = Array::new();
+        for p in points {
+            arr.push(&Array::of2(&p[0].into(), &p[1].into()));
+        }
+        Reflect::set(&o, &"points".into(), &arr).unwrap();
+        let l = Array::new();
+        for &v in labels {
+            l.push(&v.into());
+        }
+        Reflect::set(&o, &"labels".into(), &l).unwrap();
+    }
+    if let Some(b) = bbox {
+        let arr = Array::new();
+        for v in b {
+            arr.push(&v.into());
+        }
+        Reflect::set(&o, &"box".into(), &arr).unwrap();
+    }
+    if let Some(m) = mask_input {
+        Reflect::set(&o, &"maskInput".into(), &Float32Array::from(m)).unwrap();
+    }
+    Reflect::set(&o, &"multimask".into(), &multimask.into()).unwrap();
+    o.into()
+}
+
+/// Runs one reference case and compares masks, IoU and low-res logits.
+async fn check_case(seg: &Segmenter, backend: &str, case: &str, prompt: JsValue) {
+    let t0 = now();
+    let result = seg
+        .predict(prompt)
+        .await
+        .unwrap_or_else(|e| panic!("{case}: {}", message(&e)));
+    let ms = now() - t0;
+    let (mask_shape, ref_masks) = tensor(&format!("pred/{case}/masks"));
+    let (_, ref_iou) = tensor(&format!("pred/{case}/iou_predictions"));
+    let (_, ref_low) = tensor(&format!("pred/{case}/low_res_masks"));
+    let c = mask_shape[0];
+    let hw = mask_shape[1] * mask_shape[2];
+    assert_eq!(get(&result, "width").as_f64(), Some(mask_shape[2] as f64));
+    assert_eq!(get(&result, "height").as_f64(), Some(mask_shape[1] as f64));
+
+    let masks = Array::from(&get(&result, "masks"));
+    let scores: Vec<f32> = Array::from(&get(&result, "scores"))
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    let low: Vec<f32> = Array::from(&get(&result, "lowResLogits"))
+        .iter()
+        .flat_map(|v| Float32Array::from(v).to_vec())
+        .collect();
+    assert_eq!(masks.length() as usize, c, "{case}: mask count");
+    let iou_err = max_abs_diff(&scores, &ref_iou);
+    let low_err = max_abs_diff(&low, &ref_low);
+    let mut flips = 0;
+    for (i, m) in masks.iter().enumerate() {
+        let m = Uint8Array::from(m).to_vec();
+        assert_eq!(m.len(), hw);
+        flips += m
+            .iter()
+            .zip(&ref_masks[i * hw..(i + 1) * hw])
+            .filter(|&(&a, &b)| (a != 0) != (b != 0.0))
+            .count();
+    }
+    let best = get(&result, "best").as_f64().unwrap() as usize;
+    let ref_best = ref_iou
+        .iter()
+        .enumerate()
+        .fold((0, f32::MIN), |a, (i, &v)| if v > a.1 { (i, v) } else { a })
+        .0;
+    console_log!(
+        "{backend} {case}: {ms:.0} ms, |d iou| {iou_err:.2e}, |d low-res| {low_err:.2e}, \
+         {flips} of {} mask pixels differ",
+        c * hw
+    );
+    assert!(iou_err <= IOU_TOL, "{case}: IoU error {iou_err}");
+    assert!(low_err <= LOW_RES_TOL, "{case}: low-res error {low_err}");
+    assert!(
+        flips <= MASK_PIXELS_TOL,
+        "{case}: {flips} mask pixels differ"
+    );
+    assert_eq!(best, ref_best, "{case}: best mask");
+}
+
+/// Embedding + the three prompt kinds against the reference, on one backend.
+async fn reference_cases(backend: &str) {
+    let t0 = now();
+    let seg = segmenter(backend).await;
+    let load_ms = now() - t0;
+    let (rgba, w, h) = image_rgba("landscape");
+    let t0 = now();
+    seg.set_image(Uint8Array::from(&rgba[..]).into(), w, h)
+        .await
+        .unwrap_or_else(|e| panic!("setImage: {}", message(&e)));
+    let embed_ms = now() - t0;
+    assert!(seg.has_image());
+    assert_eq!((seg.image_width(), seg.image_height()), (w, h));
+
+    let npy = seg.export_embedding().await.unwrap();
+    let ours = read_npy_f32(&npy).unwrap();
+    let (shape, theirs) = tensor("embed/landscape");
+    assert_eq!(ours.shape, shape);
+    let embed_err = max_abs_diff(&ours.data, &theirs);
+    console_log!(
+        "{backend}: load {load_ms:.0} ms, setImage {embed_ms:.0} ms, |d embedding| {embed_err:.2e}"
+    );
+    assert!(embed_err <= EMBED_TOL, "embedding error {embed_err}");
+
+    check_case(
+        &seg,
+        backend,
+        "point_multi",
+        prompt(&[[416.0, 192.0]], &[1.0], None, None, true),
+    )
+    .await;
+    check_case(
+        &seg,
+        backend,
+        "box_single",
+        prompt(&[], &[], Some([64.0, 264.0, 256.0, 408.0]), None, false),
+    )
+    .await;
+    let (_, mask_input) = tensor("pred/points2_maskin_single/mask_input");
+    check_case(
+        &seg,
+        backend,
+        "points2_maskin_single",
+        prompt(
+            &[[416.0, 192.0], [120.0, 400.0]],
+            &[1.0, 0.0],
+            None,
+            Some(&mask_input),
+            false,
+        ),
+    )
+    .await;
+
+    // The embedding exported and imported again gives the same prediction.
+    let seg2 = segmenter(backend).await;
+    seg2.import_embedding(&npy, w, h).unwrap();
+    check_case(
+        &seg2,
+        backend,
+        "point_multi",
+        prompt(&[[416.0, 192.0]], &[1.0], None, None, true),
+    )
+    .await;
+}
+
+#[wasm_bindgen_test]
+async fn cpu_matches_the_reference() {
+    reference_cases("cpu").await;
+}
+
+#[wasm_bindgen_test]
+async fn webgpu_matches_the_reference() {
+    assert!(
+        sam_wasm::backend::webgpu_available().await,
+        "no WebGPU adapter in this browser: run Chrome with --enable-unsafe-webgpu (see \
+         crates/sam-wasm/webdriver.json)"
+    );
+    reference_cases("webgpu").await;
+}
+
+#[wasm_bindgen_test]
+async fn errors_are_readable_js_errors() {
+    // Not a checkpoint.
+    let jpeg = Uint8Array::from(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F', b'I', b'F', 0][..]);
+    let err = Segmenter::create(&jpeg, options(&[("backend", "cpu".into())]))
+        .await
+        .err()
+        .expect("a JPEG is not a checkpoint");
+    console_log!(
+        "JPEG as checkpoint: {}: {}",
+        error_name(&err),
+        message(&err)
+    );
+    assert!(message(&err).contains("JPEG"), "{}", message(&err));
+    // Truncated.
+    let cut = Uint8Array::from(&CHECKPOINT[..CHECKPOINT.len() / 2]);
+    let err = Segmenter::create(&cut, options(&[("backend", "cpu".into())]))
+        .await
+        .err()
+        .expect("half a checkpoint");
+    console_log!("truncated checkpoint: {}", message(&err));
+    // Bad options.
+    let err = Segmenter::create(&jpeg, options(&[("backend", "tpu".into())]))
+        .await
+        .err()
+        .unwrap();
+    assert!(message(&err).contains("backend"), "{}", message(&err));
+    let bytes = Uint8Array::from(CHECKPOINT);
+    let err = Segmenter::create(&bytes, options(&[("modelType", "mobile_sam".into())]))
+        .await
+        .err()
+        .expect("the tiny ViT is not MobileSAM");
+    console_log!("wrong model type: {}", message(&err));
+
+    let seg = segmenter("cpu").await;
+    // No image yet.
+    let err = seg
+        .predict(prompt(&[[1.0, 1.0]], &[1.0], None, None, false))
+        .await
+        .unwrap_err();
+    assert_eq!(error_name(&err), "InvalidStateError", "{}", message(&err));
+    // Wrong buffer size.
+    let err = seg
+        .set_image(Uint8Array::new_with_length(10).into(), 4, 4)
+        .await
+        .unwrap_err();
+    assert!(message(&err).contains("bytes"), "{}", message(&err));
+    let (rgba, w, h) = image_rgba("tiny");
+    seg.set_image(Uint8Array::from(&rgba[..]).into(), w, h)
+        .await
+        .unwrap();
+    // Bad prompts.
+    for (p, what) in [
+        (prompt(&[[1.0, 1.0]], &[5.0], None, None, false), "label"),
+        (prompt(&[[1e9, 1.0]], &[1.0], None, None, false), "outside"),
+        (
+            prompt(&[], &[], Some([10.0, 10.0, 5.0, 5.0]), None, false),
+            "box",
+        ),
+        (prompt(&[], &[], None, Some(&[0.0; 10]), false), "mask"),
+        (JsValue::from("click"), "prompt object"),
+    ] {
+        let err = seg.predict(p).await.unwrap_err();
+        console_log!(
+            "bad prompt ({what}): {}: {}",
+            error_name(&err),
+            message(&err)
+        );
+        assert!(!message(&err).is_empty());
+    }
+    // A bad embedding file.
+    assert!(seg.import_embedding(&[1, 2, 3], 10, 10).is_err());
+}
+
+#[wasm_bindgen_test]
+async fn generate_reports_progress_cancels_and_writes_sa1b() {
+    let seg = segmenter("cpu").await;
+    let (rgba, w, h) = image_rgba("tiny");
+    seg.set_image(Uint8Array::from(&rgba[..]).into(), w, h)
+        .await
+        .unwrap();
+    let calls = std::rc::Rc::new(std::cell::Cell::new(0));
+    let counter = calls.clone();
+    let on_progress = Closure::<dyn FnMut(JsValue) -> JsValue>::new(move |p: JsValue| {
+        counter.set(counter.get() + 1);
+        assert!(get(&p, "batchesTotal").as_f64().unwrap() >= 1.0);
+        // Yield to the event loop, as a worker does to let a "cancel" message in.
+        js_sys::Promise::resolve(&JsValue::TRUE).into()
+    });
+    let opts = options(&[
+        ("pointsPerSide", 4.into()),
+        ("predIouThresh", 0.into()),
+        ("stabilityScoreThresh", 0.into()),
+        ("fileName", "tiny.png".into()),
+    ]);
+    let json = seg
+        .generate(opts.clone(), on_progress.as_ref().clone())
+        .await
+        .unwrap_or_else(|e| panic!("generate: {}", message(&e)))
+        .as_string()
+        .unwrap();
+    // 16 points in batches of 16: the crop start and one batch.
+    assert_eq!(calls.get(), 2);
+    let file = sam_core::sa1b::parse_sa1b(&json).unwrap();
+    assert_eq!((file.image.width, file.image.height), (w, h));
+    assert_eq!(file.image.file_name, "tiny.png");
+    console_log!("generate: {} masks", file.annotations.len());
+    assert!(!file.annotations.is_empty());
+    // The normalised file is the same, and each mask decodes and encodes back.
+    let again = sam_core::sa1b::parse_sa1b(&normalize_sa1b(&json).unwrap()).unwrap();
+    assert_eq!(again.annotations.len(), file.annotations.len());
+    for a in &file.annotations {
+        let sam_core::sa1b::Segmentation::CocoRle { size, counts } = &a.segmentation else {
+            panic!("coco_rle expected");
+        };
+        let mask = decode_coco_rle(counts, size[0], size[1]).unwrap();
+        assert_eq!(mask.iter().filter(|&&v| v != 0).count() as u64, a.area);
+        assert_eq!(&encode_coco_rle(&mask, size[0], size[1]).unwrap(), counts);
+    }
+    assert!(normalize_sa1b("{\"annotations\": 3}").is_err());
+    assert!(decode_coco_rle("!!!", 4, 4).is_err());
+
+    // Cancel from the callback (a promise of false).
+    let cancel = Closure::<dyn FnMut(JsValue) -> JsValue>::new(|_p: JsValue| {
+        js_sys::Promise::resolve(&JsValue::FALSE).into()
+    });
+    let err = seg
+        .generate(opts, cancel.as_ref().clone())
+        .await
+        .unwrap_err();
+    assert_eq!(error_name(&err), "AbortError");
+    assert_eq!(message(&err), "cancelled");
+}
