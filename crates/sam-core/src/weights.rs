@@ -13,6 +13,8 @@ pub struct WeightLoader<'c, 'a> {
     ckpt: &'c Checkpoint<'a>,
     device: &'c Device,
     prefix: String,
+    /// Called after each tensor is loaded (see [`WeightLoader::with_on_tensor`]).
+    on_tensor: Option<&'c dyn Fn()>,
 }
 
 impl<'c, 'a> WeightLoader<'c, 'a> {
@@ -27,6 +29,20 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
             ckpt,
             device,
             prefix: prefix.to_string(),
+            on_tensor: None,
+        }
+    }
+
+    /// This loader, and the child loaders made from it, calling `on_tensor` after each tensor
+    /// they load ([`tensor`](Self::tensor) or [`ints`](Self::ints)), e.g. to report progress.
+    pub fn with_on_tensor(mut self, on_tensor: &'c dyn Fn()) -> Self {
+        self.on_tensor = Some(on_tensor);
+        self
+    }
+
+    fn loaded(&self) {
+        if let Some(f) = self.on_tensor {
+            f();
         }
     }
 
@@ -36,6 +52,7 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
             ckpt: self.ckpt,
             device: self.device,
             prefix: format!("{}{}.", self.prefix, name),
+            on_tensor: self.on_tensor,
         }
     }
 
@@ -62,15 +79,16 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
     /// Loads `name` as an f32 tensor, checking that its shape is `shape`.
     pub fn tensor<const D: usize>(&self, name: &str, shape: [usize; D]) -> Result<Tensor<D>> {
         let values = self.ckpt.read_f32_shaped(&self.key(name), &shape)?;
-        Ok(Tensor::from_data(
-            TensorData::new(values, shape),
-            self.device,
-        ))
+        let tensor = Tensor::from_data(TensorData::new(values, shape), self.device);
+        self.loaded();
+        Ok(tensor)
     }
 
     /// Loads an integer tensor's values (e.g. index buffers) to the host.
     pub fn ints(&self, name: &str) -> Result<Vec<i64>> {
-        Ok(self.ckpt.read_i64(&self.key(name))?)
+        let values = self.ckpt.read_i64(&self.key(name))?;
+        self.loaded();
+        Ok(values)
     }
 }
 

@@ -2,11 +2,13 @@
 //! hand-built archives for the less common pickle and zip features, and bad inputs (which
 //! must give errors, never panics).
 
+use std::cell::Cell;
 use std::io::{Cursor, Write};
 use std::path::PathBuf;
 
 use sam_core::checkpoint::{
-    Checkpoint, CheckpointError, CheckpointFormat, StoredDType, contiguous_strides, gather_strided,
+    ByteSource, Checkpoint, CheckpointError, CheckpointFormat, StoredDType, contiguous_strides,
+    gather_strided,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -972,8 +974,393 @@ fn gather_strided_permutes_and_expands() {
 }
 
 #[test]
-fn checkpoint_is_send_and_sync() {
+fn checkpoint_error_is_send_and_sync() {
+    // `Checkpoint` itself is neither: it may borrow a single-threaded `ByteSource` (in the
+    // browser, a JavaScript buffer).
     fn assert_send_sync<T: Send + Sync>() {}
-    assert_send_sync::<Checkpoint<'static>>();
     assert_send_sync::<CheckpointError>();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading from a `ByteSource`
+
+/// A byte source over a buffer that, like a JavaScript `Uint8Array`, copies every read (no
+/// `as_slice`), and counts what it is asked for.
+struct CountingSource {
+    bytes: Vec<u8>,
+    reads: Cell<usize>,
+    bytes_read: Cell<u64>,
+    largest_read: Cell<usize>,
+    /// Reads touching bytes `fail.0..fail.1` fail (not with `UnexpectedEof`).
+    fail: Cell<(u64, u64)>,
+}
+
+impl CountingSource {
+    fn new(bytes: Vec<u8>) -> Self {
+        Self {
+            bytes,
+            reads: Cell::new(0),
+            bytes_read: Cell::new(0),
+            largest_read: Cell::new(0),
+            fail: Cell::new((0, 0)),
+        }
+    }
+
+    fn failing(bytes: Vec<u8>, fail: std::ops::Range<u64>) -> Self {
+        let source = Self::new(bytes);
+        source.fail_on(fail);
+        source
+    }
+
+    /// From now on, reads touching `fail` fail.
+    fn fail_on(&self, fail: std::ops::Range<u64>) {
+        self.fail.set((fail.start, fail.end));
+    }
+}
+
+impl ByteSource for CountingSource {
+    fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.reads.set(self.reads.get() + 1);
+        self.bytes_read
+            .set(self.bytes_read.get() + buf.len() as u64);
+        self.largest_read
+            .set(self.largest_read.get().max(buf.len()));
+        let end = offset + buf.len() as u64;
+        let (fail_start, fail_end) = self.fail.get();
+        if offset < fail_end && fail_start < end {
+            return Err(std::io::Error::other("the buffer went away"));
+        }
+        let piece = self
+            .bytes
+            .get(offset as usize..end as usize)
+            .ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "read past the end")
+            })?;
+        buf.copy_from_slice(piece);
+        Ok(())
+    }
+}
+
+/// Both readers agree on `bytes`: the same error (kind and message), or the same index and the
+/// same values (or errors) for every tensor.
+fn assert_same_outcome(bytes: &[u8], what: &str) {
+    let source = CountingSource::new(bytes.to_vec());
+    match (
+        Checkpoint::from_bytes(bytes),
+        Checkpoint::from_source(&source),
+    ) {
+        (Err(a), Err(b)) => {
+            assert_eq!(
+                std::mem::discriminant(&a),
+                std::mem::discriminant(&b),
+                "{what}: {a} / {b}"
+            );
+            assert_eq!(a.to_string(), b.to_string(), "{what}");
+        }
+        (Ok(a), Ok(b)) => {
+            assert_same_tensors(&a, &b, what);
+        }
+        (a, b) => panic!("{what}: from_bytes {a:?}, from_source {b:?}"),
+    }
+}
+
+/// Same keys, shapes, dtypes, and bit-identical values (or the same errors) for every tensor.
+/// Returns the number of values compared.
+fn assert_same_tensors(a: &Checkpoint<'_>, b: &Checkpoint<'_>, what: &str) -> usize {
+    assert_eq!(a.format(), b.format(), "{what}");
+    let keys: Vec<&str> = a.keys().collect();
+    assert_eq!(keys, b.keys().collect::<Vec<_>>(), "{what}");
+    let mut compared = 0;
+    for key in keys {
+        let (ia, ib) = (a.info(key).unwrap(), b.info(key).unwrap());
+        assert_eq!(ia.shape, ib.shape, "{what}: {key}");
+        assert_eq!(ia.dtype, ib.dtype, "{what}: {key}");
+        assert_eq!(ia.strides(), ib.strides(), "{what}: {key}");
+        match (a.read_f32(key), b.read_f32(key)) {
+            (Ok(x), Ok(y)) => {
+                assert_eq!(x.len(), y.len(), "{what}: {key}");
+                assert!(
+                    x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()),
+                    "{what}: values of {key} differ"
+                );
+                compared += x.len();
+            }
+            (Err(x), Err(y)) => assert_eq!(x.to_string(), y.to_string(), "{what}: {key}"),
+            (x, y) => panic!("{what}: {key}: {x:?} / {y:?}"),
+        }
+        match (a.read_i64(key), b.read_i64(key)) {
+            (Ok(x), Ok(y)) => {
+                assert_eq!(x, y, "{what}: {key}");
+                compared += x.len();
+            }
+            (Err(x), Err(y)) => assert_eq!(x.to_string(), y.to_string(), "{what}: {key}"),
+            (x, y) => panic!("{what}: {key}: {x:?} / {y:?}"),
+        }
+    }
+    compared
+}
+
+/// Opens a reference file from a counting source, checks every tensor against `from_bytes`,
+/// and checks that no read was much larger than the largest tensor's storage.
+fn check_source_reads(name: &str) {
+    let bytes = read_ref(name);
+    let file_len = bytes.len() as u64;
+    let from_bytes = Checkpoint::from_bytes(&bytes).unwrap();
+    let source = CountingSource::new(bytes.clone());
+    let ckpt = Checkpoint::from_source(&source).unwrap();
+    let (open_reads, open_bytes, open_largest) = (
+        source.reads.get(),
+        source.bytes_read.get(),
+        source.largest_read.get(),
+    );
+    let compared = assert_same_tensors(&from_bytes, &ckpt, name);
+    assert!(compared > 1_000_000, "{name}: only {compared} values");
+
+    let largest_tensor = ckpt
+        .keys()
+        .map(|k| {
+            let info = ckpt.info(k).unwrap();
+            info.numel() * info.dtype.size_in_bytes()
+        })
+        .max()
+        .unwrap();
+    let tensor_bytes: u64 = ckpt
+        .keys()
+        .map(|k| {
+            let info = ckpt.info(k).unwrap();
+            (info.numel() * info.dtype.size_in_bytes()) as u64
+        })
+        .sum();
+    let (reads, total, largest) = (
+        source.reads.get(),
+        source.bytes_read.get(),
+        source.largest_read.get(),
+    );
+    eprintln!(
+        "{name}: {file_len} bytes, {} tensors, largest tensor {largest_tensor} bytes; opening: \
+         {open_reads} reads, {open_bytes} bytes, largest {open_largest}; after reading every \
+         tensor twice (f32 and i64): {reads} reads, {total} bytes, largest {largest}",
+        ckpt.len()
+    );
+    // Opening reads the metadata only: the sniffed prefix, the zip's last 64 KiB and central
+    // directory and data.pkl, or the safetensors header.
+    assert!(
+        open_bytes < 1 << 20,
+        "{name}: opening read {open_bytes} bytes"
+    );
+    assert!(open_largest <= 65_535 + 22, "{name}: {open_largest}");
+    // No read is larger than one tensor's storage (or the zip tail scanned for its end record).
+    assert!(
+        largest <= largest_tensor.max(65_535 + 22),
+        "{name}: largest read {largest} bytes, largest tensor {largest_tensor}"
+    );
+    assert!(
+        (largest as u64) < file_len / 4,
+        "{name}: largest read {largest}"
+    );
+    // Every tensor was fetched (only read_f32 or read_i64 of each reads its data; the other
+    // fails on the dtype before reading).
+    assert!(total >= tensor_bytes, "{name}: {total} < {tensor_bytes}");
+    assert!(
+        total <= tensor_bytes + open_bytes,
+        "{name}: {total} bytes read"
+    );
+}
+
+#[test]
+fn source_tiny_pth_reads_one_tensor_at_a_time() {
+    check_source_reads("tiny_seed0.pth");
+}
+
+#[test]
+fn source_tiny_safetensors_reads_one_tensor_at_a_time() {
+    check_source_reads("tiny_seed0.safetensors");
+}
+
+#[test]
+fn source_mobile_sam_pth_reads_one_tensor_at_a_time() {
+    check_source_reads("mobile_sam_seed0.pth");
+}
+
+#[test]
+fn source_slices_and_vecs_are_byte_sources() {
+    let bytes = read_ref("tiny_seed0.safetensors");
+    let a = Checkpoint::from_bytes(&bytes).unwrap();
+    let slice: &[u8] = &bytes;
+    let b = Checkpoint::from_source(&slice).unwrap();
+    let c = Checkpoint::from_source(&bytes).unwrap();
+    assert_same_tensors(&a, &b, "&[u8]");
+    assert_same_tensors(&a, &c, "Vec<u8>");
+}
+
+#[test]
+fn source_truncated_and_bad_inputs_give_the_same_errors() {
+    let pth = read_ref("tiny_seed0.pth");
+    for frac in [0.0001, 0.1, 0.5, 0.9, 0.99] {
+        let n = (pth.len() as f64 * frac) as usize;
+        let source = CountingSource::new(pth[..n].to_vec());
+        let e = Checkpoint::from_source(&source).unwrap_err();
+        assert!(matches!(e, CheckpointError::Truncated(_)), "{frac}: {e}");
+        assert_same_outcome(&pth[..n], "truncated pth");
+    }
+    for cut in [1usize, 10, 21, 22, 23, 100, 1000, 5000, 20_000] {
+        assert_same_outcome(&pth[..pth.len() - cut], "truncated pth tail");
+    }
+    let st = read_ref("tiny_seed0.safetensors");
+    for n in [
+        0usize,
+        1,
+        8,
+        9,
+        12,
+        100,
+        st.len() / 10,
+        st.len() / 2,
+        st.len() - 1,
+    ] {
+        if n > 8 {
+            let source = CountingSource::new(st[..n].to_vec());
+            let e = Checkpoint::from_source(&source).unwrap_err();
+            assert!(matches!(e, CheckpointError::Truncated(_)), "{n}: {e}");
+        }
+        assert_same_outcome(&st[..n], "truncated safetensors");
+    }
+    let mut longer = st.clone();
+    longer.extend_from_slice(&[0; 16]);
+    assert_same_outcome(&longer, "safetensors with trailing bytes");
+
+    let jpeg = std::fs::read(reference_dir().join("../images/dog.jpg")).unwrap();
+    assert_same_outcome(&jpeg, "jpeg");
+    assert_same_outcome(b"<!DOCTYPE html><html><body>Sign in</body></html>", "html");
+    assert_same_outcome(
+        b"version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1\n",
+        "lfs",
+    );
+    assert_same_outcome(&pseudo_random(4096, 99), "random bytes");
+    assert_same_outcome(&build_zip(&[("a/b.txt", b"x".to_vec(), false)]), "zip");
+}
+
+#[test]
+fn source_damaged_synthetic_files_give_the_same_results() {
+    for deflate in [false, true] {
+        let bytes = synthetic_pth("archive", state_dict_pickle(deflate), deflate, "little");
+        assert_same_outcome(&bytes, "synthetic pth");
+        for n in 0..bytes.len() {
+            assert_same_outcome(&bytes[..n], "synthetic pth prefix");
+        }
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x5a;
+            assert_same_outcome(&b, "synthetic pth with a changed byte");
+        }
+    }
+    let bytes = synthetic_safetensors();
+    for n in 0..=bytes.len() {
+        assert_same_outcome(&bytes[..n], "synthetic safetensors prefix");
+    }
+    for i in 0..bytes.len() {
+        let mut b = bytes.clone();
+        b[i] ^= 0x21;
+        assert_same_outcome(&b, "synthetic safetensors with a changed byte");
+    }
+}
+
+#[test]
+fn source_failures_are_read_errors() {
+    // The source fails while the container is read.
+    for name in ["tiny_seed0.pth", "tiny_seed0.safetensors"] {
+        let bytes = read_ref(name);
+        let len = bytes.len() as u64;
+        let source = CountingSource::failing(bytes, 0..len);
+        let e = Checkpoint::from_source(&source).unwrap_err();
+        assert!(matches!(e, CheckpointError::Read(_)), "{name}: {e}");
+        assert!(e.to_string().contains("the buffer went away"), "{e}");
+    }
+    let pth = read_ref("tiny_seed0.pth");
+    let len = pth.len() as u64;
+    let source = CountingSource::failing(pth, len - 100..len);
+    let e = Checkpoint::from_source(&source).unwrap_err();
+    assert!(matches!(e, CheckpointError::Read(_)), "{e}");
+
+    // ... or later, when a tensor is read.
+    let st = read_ref("tiny_seed0.safetensors");
+    let header_end = 8 + u64::from_le_bytes(st[..8].try_into().unwrap());
+    let len = st.len() as u64;
+    let source = CountingSource::failing(st, header_end..len);
+    let ckpt = Checkpoint::from_source(&source).unwrap();
+    let key = ckpt.keys().next().unwrap().to_string();
+    let e = ckpt.read_f32(&key).unwrap_err();
+    assert!(
+        matches!(&e, CheckpointError::Read(m) if m.contains(&key)),
+        "{e}"
+    );
+
+    // A tensor (stored or deflated) some of whose bytes cannot be read.
+    let mut failed = 0;
+    for deflate in [false, true] {
+        let bytes = synthetic_pth("archive", state_dict_pickle(deflate), deflate, "little");
+        let from_bytes = Checkpoint::from_bytes(&bytes).unwrap();
+        for i in 0..bytes.len() as u64 {
+            let source = CountingSource::new(bytes.clone());
+            let ckpt = Checkpoint::from_source(&source).unwrap();
+            source.fail_on(i..i + 1);
+            for key in from_bytes.keys() {
+                if let Err(e) = ckpt.read_f32(key)
+                    && from_bytes.read_f32(key).is_ok()
+                {
+                    assert!(matches!(e, CheckpointError::Read(_)), "{key}: {e}");
+                    failed += 1;
+                }
+            }
+        }
+    }
+    assert!(failed > 0);
+}
+
+#[test]
+fn sam_from_source_reports_progress() {
+    use burn::tensor::Device;
+    use sam_core::Sam;
+
+    let device = Device::flex();
+    for name in ["tiny_seed0.pth", "mobile_sam_seed0.pth"] {
+        let bytes = read_ref(name);
+        let total_keys = Checkpoint::from_bytes(&bytes).unwrap().len();
+        let reference = Sam::from_bytes(&bytes, None, &device).unwrap();
+        let source = CountingSource::new(bytes);
+        let mut calls: Vec<(usize, usize)> = Vec::new();
+        let sam =
+            Sam::from_source_with_progress(&source, None, &device, &mut |n, t| calls.push((n, t)))
+                .unwrap();
+        assert_eq!(sam.model_type, reference.model_type, "{name}");
+        let pe = |s: &Sam| pollster::block_on(sam_core::predictor::read_f32(s.image_pe())).unwrap();
+        assert_eq!(pe(&sam), pe(&reference), "{name}: image_pe");
+
+        assert!(
+            calls.len() > total_keys / 2,
+            "{name}: {} calls",
+            calls.len()
+        );
+        assert!(calls.iter().all(|&(_, t)| t == total_keys), "{name}");
+        assert!(
+            calls.windows(2).all(|w| w[0].0 < w[1].0),
+            "{name}: {calls:?}"
+        );
+        assert_eq!(calls.last(), Some(&(total_keys, total_keys)), "{name}");
+        eprintln!(
+            "{name}: {} progress calls for {total_keys} tensors; {} bytes read in {} reads \
+             (largest {})",
+            calls.len(),
+            source.bytes_read.get(),
+            source.reads.get(),
+            source.largest_read.get()
+        );
+
+        let plain = Sam::from_source(&source, None, &device).unwrap();
+        assert_eq!(pe(&plain), pe(&reference), "{name}: image_pe");
+    }
 }

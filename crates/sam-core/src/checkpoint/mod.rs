@@ -1,10 +1,15 @@
 //! Reads official PyTorch `.pth` checkpoints (the zip format written by `torch.save` since
-//! torch 1.6) and `.safetensors` files from a byte buffer held in memory, with no file system.
+//! torch 1.6) and `.safetensors` files, with no file system: from a byte buffer held in memory
+//! ([`Checkpoint::from_bytes`]) or from any random-access [`ByteSource`]
+//! ([`Checkpoint::from_source`], e.g. a JavaScript `Uint8Array` outside wasm memory).
 //!
-//! [`Checkpoint::from_bytes`] detects the format and builds an index of the tensors (key, shape,
-//! dtype and the byte range of their data inside the borrowed buffer). Nothing is copied until
-//! a tensor is read: [`Checkpoint::read_f32`] allocates only that tensor's values. A malformed
-//! or truncated input gives a [`CheckpointError`], never a panic.
+//! Opening a checkpoint detects the format and builds an index of the tensors (key, shape,
+//! dtype and the byte range of their data in the source), reading only the container's
+//! metadata (a prefix to sniff the format, the zip central directory and `data.pkl`, or the
+//! safetensors header). Nothing else is read until a tensor is: [`Checkpoint::read_f32`]
+//! fetches only the bytes of that tensor's storage (borrowed, not copied, when the source is
+//! in memory) and allocates its values. A malformed or truncated input gives a
+//! [`CheckpointError`], never a panic.
 //!
 //! State-dict discovery in `.pth` files: if the pickled top-level object is a dict holding
 //! tensors, those tensors are the checkpoint (non-tensor entries are skipped). If it holds no
@@ -17,11 +22,15 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{Cursor, Read};
+use std::io::{self, Read};
 
 mod pickle;
 mod pth;
 mod safetensors;
+mod source;
+
+pub use source::ByteSource;
+use source::{SourceFailure, SourceReader, Src};
 
 /// The container format a [`Checkpoint`] was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,8 +111,8 @@ impl fmt::Display for StoredDType {
 /// Where a tensor's storage bytes are.
 #[derive(Debug, Clone)]
 enum StorageLoc {
-    /// `bytes[start..end]` of the checkpoint buffer.
-    Range { start: usize, end: usize },
+    /// Bytes `start..end` of the checkpoint source.
+    Range { start: u64, end: u64 },
     /// A compressed zip entry (index in the archive), decompressed on read to `size` bytes.
     Zipped {
         entry: usize,
@@ -170,6 +179,9 @@ pub enum CheckpointError {
         expected: Vec<usize>,
         found: Vec<usize>,
     },
+    /// The byte source failed (other than by ending early).
+    #[error("cannot read the checkpoint: {0}")]
+    Read(String),
     /// The tensor's element type cannot be read this way.
     #[error(
         "tensor '{key}' is stored as {dtype}, which cannot be read this way \
@@ -180,22 +192,27 @@ pub enum CheckpointError {
 
 type Result<T, E = CheckpointError> = std::result::Result<T, E>;
 
-/// An index of the tensors in a checkpoint, borrowing its bytes.
+/// How many bytes at the start of the data are read to detect the format.
+const SNIFF_BYTES: u64 = 1024;
+
+/// An index of the tensors in a checkpoint, borrowing its bytes or its [`ByteSource`].
+///
+/// Not `Send`/`Sync`: the source may be a single-threaded object (a JavaScript buffer).
 #[derive(Clone)]
 pub struct Checkpoint<'a> {
-    bytes: &'a [u8],
+    src: Src<'a>,
     format: CheckpointFormat,
     entries: Vec<(String, TensorInfo)>,
     index: HashMap<String, usize>,
     /// The zip archive, kept to decompress DEFLATE entries on read (`.pth` only).
-    zip: Option<zip::ZipArchive<Cursor<&'a [u8]>>>,
+    zip: Option<zip::ZipArchive<SourceReader<'a>>>,
 }
 
 impl fmt::Debug for Checkpoint<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Checkpoint")
             .field("format", &self.format)
-            .field("bytes", &self.bytes.len())
+            .field("bytes", &self.src.len())
             .field("tensors", &self.entries.len())
             .finish()
     }
@@ -204,43 +221,57 @@ impl fmt::Debug for Checkpoint<'_> {
 impl<'a> Checkpoint<'a> {
     /// Detects the format from the bytes (zip magic `PK\x03\x04` => `.pth`; 8-byte
     /// little-endian header length followed by `{` => safetensors) and indexes the tensors.
+    /// Tensor reads borrow from `bytes` where they can (stored, uncompressed data).
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self> {
-        if bytes.is_empty() {
+        Self::open(Src::Slice(bytes))
+    }
+
+    /// Like [`from_bytes`](Self::from_bytes), over a random-access [`ByteSource`]: reads a
+    /// prefix to detect the format, then only the container's metadata (zip central directory
+    /// and `data.pkl`, or the safetensors header). Each later tensor read fetches only that
+    /// tensor's storage bytes from the source.
+    pub fn from_source(source: &'a dyn ByteSource) -> Result<Self> {
+        Self::open(Src::Dyn(source))
+    }
+
+    fn open(src: Src<'a>) -> Result<Self> {
+        let len = src.len();
+        if len == 0 {
             return Err(CheckpointError::NotACheckpoint(format!(
                 "the file is empty (0 bytes); {EXPECTED}"
             )));
         }
-        if bytes.starts_with(b"PK\x03\x04") {
-            let (entries, zip) = pth::index(bytes)?;
-            return Ok(Self::build(
-                bytes,
-                CheckpointFormat::Pth,
-                entries,
-                Some(zip),
-            ));
+        let head = src
+            .bytes(0, len.min(SNIFF_BYTES))
+            .map_err(|e| io_error("the start of the file", e))?;
+        if head.starts_with(b"PK\x03\x04") {
+            drop(head);
+            let (entries, zip) = pth::index(src)?;
+            return Ok(Self::build(src, CheckpointFormat::Pth, entries, Some(zip)));
         }
-        if bytes.starts_with(b"PK\x05\x06") {
+        if head.starts_with(b"PK\x05\x06") {
             return Err(CheckpointError::NotACheckpoint(format!(
                 "the file is an empty zip archive; {EXPECTED}"
             )));
         }
-        if safetensors::looks_like(bytes) {
-            let entries = safetensors::index(bytes)?;
+        if safetensors::looks_like(&head) {
+            drop(head);
+            let entries = safetensors::index(src)?;
             return Ok(Self::build(
-                bytes,
+                src,
                 CheckpointFormat::Safetensors,
                 entries,
                 None,
             ));
         }
-        Err(sniff_other(bytes))
+        Err(sniff_other(&head, len))
     }
 
     fn build(
-        bytes: &'a [u8],
+        src: Src<'a>,
         format: CheckpointFormat,
         entries: Vec<(String, TensorInfo)>,
-        zip: Option<zip::ZipArchive<Cursor<&'a [u8]>>>,
+        zip: Option<zip::ZipArchive<SourceReader<'a>>>,
     ) -> Self {
         let index = entries
             .iter()
@@ -248,7 +279,7 @@ impl<'a> Checkpoint<'a> {
             .map(|(i, (k, _))| (k.clone(), i))
             .collect();
         Self {
-            bytes,
+            src,
             format,
             entries,
             index,
@@ -353,27 +384,55 @@ impl<'a> Checkpoint<'a> {
         self.gather(key, info, convert)
     }
 
-    /// The storage bytes of a tensor: borrowed for stored data, decompressed for DEFLATE
-    /// zip entries.
-    fn storage_bytes(&self, key: &str, info: &TensorInfo) -> Result<Cow<'a, [u8]>> {
+    /// The storage bytes a tensor's view reaches, and the view's offset (in elements) in
+    /// them. For stored data only the elements the view spans are fetched (borrowed from an
+    /// in-memory source); a DEFLATE zip entry is decompressed whole.
+    fn storage_bytes(&self, key: &str, info: &TensorInfo) -> Result<(Cow<'a, [u8]>, usize)> {
         match &info.storage {
-            StorageLoc::Range { start, end } => self
-                .bytes
-                .get(*start..*end)
-                .map(Cow::Borrowed)
-                .ok_or_else(|| {
-                    CheckpointError::Truncated(format!(
+            &StorageLoc::Range { start, end } => {
+                if start > end || end > self.src.len() {
+                    return Err(CheckpointError::Truncated(format!(
                         "the data of tensor '{key}' ends past the end of the file"
-                    ))
-                }),
+                    )));
+                }
+                // Elements `offset..extent` of the storage, when they lie inside it; otherwise
+                // the whole storage, for `gather_bytes` to report the view out of range.
+                let elem = info.dtype.size_in_bytes();
+                let span =
+                    storage_extent(&info.shape, &info.strides, info.offset).and_then(|extent| {
+                        let (lo, hi) = if extent == 0 {
+                            (0, 0)
+                        } else {
+                            (info.offset.checked_mul(elem)?, extent.checked_mul(elem)?)
+                        };
+                        let lo = start.checked_add(u64::try_from(lo).ok()?)?;
+                        let hi = start.checked_add(u64::try_from(hi).ok()?)?;
+                        (hi <= end).then_some((lo, hi))
+                    });
+                let (from, to, offset) = match span {
+                    Some((lo, hi)) => (lo, hi, 0),
+                    None => (start, end, info.offset),
+                };
+                let bytes = self.src.bytes(from, to).map_err(|e| match e.kind() {
+                    io::ErrorKind::OutOfMemory => CheckpointError::Corrupt(format!(
+                        "tensor '{key}' is too large to hold in memory ({} bytes)",
+                        to - from
+                    )),
+                    _ => io_error(&format!("the data of tensor '{key}'"), e),
+                })?;
+                Ok((bytes, offset))
+            }
             StorageLoc::Zipped { entry, name, size } => {
                 let mut zip = self.zip.clone().ok_or_else(|| {
                     CheckpointError::Corrupt(format!("no zip archive for tensor '{key}'"))
                 })?;
-                let file = zip.by_index(*entry).map_err(|e| {
-                    CheckpointError::Corrupt(format!(
+                let file = zip.by_index(*entry).map_err(|e| match e {
+                    zip::result::ZipError::Io(e) if SourceFailure::is(&e) => {
+                        CheckpointError::Read(format!("zip entry '{name}' of tensor '{key}': {e}"))
+                    }
+                    e => CheckpointError::Corrupt(format!(
                         "cannot open zip entry '{name}' of tensor '{key}': {e}"
-                    ))
+                    )),
                 })?;
                 let mut out = Vec::new();
                 out.try_reserve_exact((*size).min(1 << 26)).map_err(|_| {
@@ -384,9 +443,15 @@ impl<'a> Checkpoint<'a> {
                 file.take(*size as u64 + 1)
                     .read_to_end(&mut out)
                     .map_err(|e| {
-                        CheckpointError::Corrupt(format!(
-                            "cannot decompress zip entry '{name}' of tensor '{key}': {e}"
-                        ))
+                        if SourceFailure::is(&e) {
+                            CheckpointError::Read(format!(
+                                "zip entry '{name}' of tensor '{key}': {e}"
+                            ))
+                        } else {
+                            CheckpointError::Corrupt(format!(
+                                "cannot decompress zip entry '{name}' of tensor '{key}': {e}"
+                            ))
+                        }
                     })?;
                 if out.len() != *size {
                     return Err(CheckpointError::Corrupt(format!(
@@ -394,19 +459,19 @@ impl<'a> Checkpoint<'a> {
                         out.len()
                     )));
                 }
-                Ok(Cow::Owned(out))
+                Ok((Cow::Owned(out), info.offset))
             }
         }
     }
 
     fn gather<T>(&self, key: &str, info: &TensorInfo, convert: fn(&[u8]) -> T) -> Result<Vec<T>> {
-        let storage = self.storage_bytes(key, info)?;
+        let (storage, offset) = self.storage_bytes(key, info)?;
         gather_bytes(
             &storage,
             info.dtype.size_in_bytes(),
             &info.shape,
             &info.strides,
-            info.offset,
+            offset,
             convert,
         )
         .map_err(|e| match e {
@@ -426,10 +491,23 @@ impl<'a> Checkpoint<'a> {
     }
 }
 
+/// An I/O error while reading `what`: the end of the data is a truncated file, a failure of
+/// the byte source a read error, anything else (a bad DEFLATE stream...) corruption.
+fn io_error(what: &str, e: io::Error) -> CheckpointError {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        CheckpointError::Truncated(format!("{what} ends early ({e})"))
+    } else if SourceFailure::is(&e) {
+        CheckpointError::Read(format!("{what}: {e}"))
+    } else {
+        CheckpointError::Corrupt(format!("cannot read {what}: {e}"))
+    }
+}
+
 const EXPECTED: &str = "expected a PyTorch checkpoint (.pth, a zip archive written by torch.save) or a .safetensors file";
 
-/// Names what the bytes look like, for a file that is neither format.
-fn sniff_other(bytes: &[u8]) -> CheckpointError {
+/// Names what the file looks like from its first bytes `bytes` (its whole length is
+/// `file_len`), for a file that is neither format.
+fn sniff_other(bytes: &[u8], file_len: u64) -> CheckpointError {
     const LEGACY_MAGIC: &[u8] = &[
         0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19,
     ];
@@ -476,7 +554,7 @@ fn sniff_other(bytes: &[u8]) -> CheckpointError {
     {
         "a text file".to_string()
     } else {
-        format!("unrecognised data ({} bytes)", bytes.len())
+        format!("unrecognised data ({file_len} bytes)")
     };
     CheckpointError::NotACheckpoint(format!("the file is {what}; {EXPECTED}"))
 }

@@ -3,14 +3,15 @@
 //! usually the file stem (older versions use `archive`).
 
 use std::collections::HashMap;
-use std::io::{Cursor, Read};
+use std::io::Read;
 use std::rc::Rc;
 
 use zip::result::ZipError;
 use zip::{CompressionMethod, ZipArchive};
 
 use super::pickle::{self, PickleError, TensorRef, Value};
-use super::{CheckpointError, Result, StorageLoc, TensorInfo, storage_extent};
+use super::source::{SourceFailure, SourceReader, Src};
+use super::{CheckpointError, Result, StorageLoc, TensorInfo, io_error, storage_extent};
 
 /// Largest `data.pkl` accepted (a vit_h state dict pickle is well under 1 MiB).
 const MAX_PICKLE_BYTES: u64 = 256 << 20;
@@ -32,12 +33,15 @@ const MAX_NESTING: usize = 4;
 /// How many values are looked at, at most, when searching nested dicts for tensors.
 const SEARCH_BUDGET: usize = 1 << 20;
 
-type Zip<'a> = ZipArchive<Cursor<&'a [u8]>>;
+type Zip<'a> = ZipArchive<SourceReader<'a>>;
 
 fn zip_error(context: &str, e: ZipError) -> CheckpointError {
     match e {
         ZipError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
             CheckpointError::Truncated(format!("{context}: the zip data ends early"))
+        }
+        ZipError::Io(io) if SourceFailure::is(&io) => {
+            CheckpointError::Read(format!("{context}: {io}"))
         }
         ZipError::UnsupportedArchive(m) => {
             CheckpointError::Unsupported(format!("{context}: unsupported zip feature ({m})"))
@@ -47,20 +51,24 @@ fn zip_error(context: &str, e: ZipError) -> CheckpointError {
 }
 
 /// Whether the zip "end of central directory" record is in the last 64 KiB + 22 bytes.
-fn has_end_of_central_directory(bytes: &[u8]) -> bool {
-    let from = bytes.len().saturating_sub(65_535 + 22);
-    bytes[from..].windows(4).any(|w| w == b"PK\x05\x06")
+fn has_end_of_central_directory(src: Src<'_>) -> Result<bool> {
+    let len = src.len();
+    let tail = src
+        .bytes(len.saturating_sub(65_535 + 22), len)
+        .map_err(|e| io_error("the end of the zip archive", e))?;
+    Ok(tail.windows(4).any(|w| w == b"PK\x05\x06"))
 }
 
 /// Parses the archive and the pickle and indexes every tensor of the state dict.
-pub(super) fn index(bytes: &[u8]) -> Result<(Vec<(String, TensorInfo)>, Zip<'_>)> {
-    if !has_end_of_central_directory(bytes) {
+pub(super) fn index(src: Src<'_>) -> Result<(Vec<(String, TensorInfo)>, Zip<'_>)> {
+    if !has_end_of_central_directory(src)? {
         return Err(CheckpointError::Truncated(format!(
             "the zip archive has no central directory at its end ({} bytes read)",
-            bytes.len()
+            src.len()
         )));
     }
-    let mut zip = ZipArchive::new(Cursor::new(bytes)).map_err(|e| zip_error("zip archive", e))?;
+    let mut zip =
+        ZipArchive::new(SourceReader::new(src)).map_err(|e| zip_error("zip archive", e))?;
 
     // The root folder is the one holding data.pkl.
     let pkl_name = zip
@@ -113,7 +121,7 @@ pub(super) fn index(bytes: &[u8]) -> Result<(Vec<(String, TensorInfo)>, Zip<'_>)
         let (storage, storage_len) = match storages.get(skey) {
             Some(s) => s.clone(),
             None => {
-                let s = locate_storage(&mut zip, bytes, &root, skey, &key)?;
+                let s = locate_storage(&mut zip, src.len(), &root, skey, &key)?;
                 storages.insert(skey.clone(), s.clone());
                 s
             }
@@ -170,6 +178,7 @@ fn read_small(zip: &mut Zip<'_>, name: &str, limit: u64) -> Result<Option<Vec<u8
             std::io::ErrorKind::UnexpectedEof => {
                 CheckpointError::Truncated(format!("{name} ends early"))
             }
+            _ if SourceFailure::is(&e) => CheckpointError::Read(format!("{name}: {e}")),
             _ => CheckpointError::Corrupt(format!("cannot read {name}: {e}")),
         })?;
     Ok(Some(out))
@@ -179,7 +188,7 @@ fn read_small(zip: &mut Zip<'_>, name: &str, limit: u64) -> Result<Option<Vec<u8
 /// entry index for a compressed one. Returns the location and its length in bytes.
 fn locate_storage(
     zip: &mut Zip<'_>,
-    bytes: &[u8],
+    file_len: u64,
     root: &str,
     skey: &str,
     key: &str,
@@ -196,17 +205,15 @@ fn locate_storage(
     })?;
     match file.compression() {
         CompressionMethod::Stored => {
-            let start = usize::try_from(file.data_start()).ok();
-            let end = start.and_then(|s| s.checked_add(size));
+            let start = file.data_start();
+            let end = start.checked_add(file.size());
             if file.compressed_size() != file.size() {
                 return Err(CheckpointError::Corrupt(format!(
                     "{name} is stored uncompressed but its sizes differ"
                 )));
             }
-            match (start, end) {
-                (Some(start), Some(end)) if end <= bytes.len() => {
-                    Ok((StorageLoc::Range { start, end }, size))
-                }
+            match end {
+                Some(end) if end <= file_len => Ok((StorageLoc::Range { start, end }, size)),
                 _ => Err(CheckpointError::Truncated(format!(
                     "the data of tensor '{key}' ({name}) ends past the end of the file"
                 ))),

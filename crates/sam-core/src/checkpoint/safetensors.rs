@@ -1,9 +1,12 @@
 //! `.safetensors` files: an 8-byte little-endian header length, a JSON header, then the
 //! tensors' bytes (row-major, little-endian).
 
-use ::safetensors::tensor::{Dtype, SafeTensorError, SafeTensors};
+use ::safetensors::tensor::{Dtype, Metadata, SafeTensorError};
 
-use super::{CheckpointError, Result, StorageLoc, StoredDType, TensorInfo, contiguous_strides};
+use super::source::Src;
+use super::{
+    CheckpointError, Result, StorageLoc, StoredDType, TensorInfo, contiguous_strides, io_error,
+};
 
 /// Largest header the safetensors crate accepts.
 const MAX_HEADER: u64 = 100_000_000;
@@ -33,65 +36,56 @@ fn header_len(bytes: &[u8]) -> Option<u64> {
     ]))
 }
 
-/// The largest end offset in the header's `"data_offsets": [start, end]` entries (used to tell
-/// a truncated file from one with trailing bytes).
-fn max_data_offset(header: &[u8]) -> Option<usize> {
-    let text = std::str::from_utf8(header).ok()?;
-    let mut max = None;
-    for (i, _) in text.match_indices("\"data_offsets\"") {
-        let rest = &text[i + "\"data_offsets\"".len()..];
-        let rest = rest
-            .trim_start()
-            .strip_prefix(':')?
-            .trim_start()
-            .strip_prefix('[')?;
-        let close = rest.find(']')?;
-        let end = rest[..close]
-            .split(',')
-            .nth(1)?
-            .trim()
-            .parse::<usize>()
-            .ok()?;
-        max = Some(max.map_or(end, |m: usize| m.max(end)));
-    }
-    max
-}
-
-/// Indexes every tensor, in the order of their data in the file.
-pub(super) fn index(bytes: &[u8]) -> Result<Vec<(String, TensorInfo)>> {
-    let n = header_len(bytes).unwrap_or(0);
-    let header_end = usize::try_from(n)
-        .ok()
-        .and_then(|n| n.checked_add(8))
-        .filter(|&e| e <= bytes.len());
-    let Some(header_end) = header_end else {
+/// Indexes every tensor, in the order of their data in the file, reading only the header.
+pub(super) fn index(src: Src<'_>) -> Result<Vec<(String, TensorInfo)>> {
+    let file_len = src.len();
+    let head = src
+        .bytes(0, file_len.min(8))
+        .map_err(|e| io_error("the safetensors header length", e))?;
+    let n = header_len(&head).unwrap_or(0);
+    let Some(header_end) = n.checked_add(8).filter(|&e| e <= file_len) else {
         return Err(CheckpointError::Truncated(format!(
-            "the safetensors header is {n} bytes long but the file has only {} bytes",
-            bytes.len()
+            "the safetensors header is {n} bytes long but the file has only {file_len} bytes"
         )));
     };
-    let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| match e {
-        SafeTensorError::MetadataIncompleteBuffer => {
-            let data_len = bytes.get(8..header_end).and_then(max_data_offset);
-            match data_len.and_then(|d| d.checked_add(header_end)) {
-                Some(total) if total > bytes.len() => CheckpointError::Truncated(format!(
-                    "the safetensors header describes {total} bytes but the file has only {}",
-                    bytes.len()
-                )),
-                Some(total) => CheckpointError::Corrupt(format!(
-                    "the safetensors header describes {total} bytes but the file has {}",
-                    bytes.len()
-                )),
-                None => CheckpointError::Corrupt(
-                    "the safetensors header does not match the file size".to_string(),
-                ),
-            }
+    if n > MAX_HEADER {
+        return Err(CheckpointError::Corrupt(format!(
+            "invalid safetensors header: {}",
+            SafeTensorError::HeaderTooLarge
+        )));
+    }
+    let header = src
+        .bytes(8, header_end)
+        .map_err(|e| io_error("the safetensors header", e))?;
+    let invalid =
+        |e: SafeTensorError| CheckpointError::Corrupt(format!("invalid safetensors header: {e}"));
+    let text =
+        std::str::from_utf8(&header).map_err(|e| invalid(SafeTensorError::InvalidHeader(e)))?;
+    // `Metadata`'s deserializer also validates the offsets (contiguous, matching the shapes).
+    let metadata: Metadata = serde_json::from_str(text)
+        .map_err(|e| invalid(SafeTensorError::InvalidHeaderDeserialization(e)))?;
+    drop(header);
+    let total = u64::try_from(metadata.data_len())
+        .ok()
+        .and_then(|d| d.checked_add(header_end));
+    match total {
+        Some(total) if total == file_len => {}
+        Some(total) if total > file_len => {
+            return Err(CheckpointError::Truncated(format!(
+                "the safetensors header describes {total} bytes but the file has only {file_len}"
+            )));
         }
-        SafeTensorError::InvalidHeaderLength => CheckpointError::Truncated(
-            "the safetensors header extends past the end of the file".to_string(),
-        ),
-        other => CheckpointError::Corrupt(format!("invalid safetensors header: {other}")),
-    })?;
+        Some(total) => {
+            return Err(CheckpointError::Corrupt(format!(
+                "the safetensors header describes {total} bytes but the file has {file_len}"
+            )));
+        }
+        None => {
+            return Err(CheckpointError::Corrupt(
+                "the safetensors header does not match the file size".to_string(),
+            ));
+        }
+    }
 
     let mut entries = Vec::new();
     for key in metadata.offset_keys() {
@@ -116,10 +110,10 @@ pub(super) fn index(bytes: &[u8]) -> Result<Vec<(String, TensorInfo)>> {
             }
         };
         let (s, e) = info.data_offsets;
-        let range = header_end
-            .checked_add(s)
-            .zip(header_end.checked_add(e))
-            .filter(|&(s, e)| s <= e && e <= bytes.len());
+        let offset = |o: usize| header_end.checked_add(u64::try_from(o).ok()?);
+        let range = offset(s)
+            .zip(offset(e))
+            .filter(|&(s, e)| s <= e && e <= file_len);
         let Some((start, end)) = range else {
             return Err(CheckpointError::Truncated(format!(
                 "the data of tensor '{key}' ends past the end of the file"

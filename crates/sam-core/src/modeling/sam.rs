@@ -1,6 +1,7 @@
 //! The `Sam` model (official `modeling/sam.py` + `build_sam.py`): image encoder, prompt
 //! encoder and mask decoder built from one checkpoint.
 
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::str::FromStr;
 
@@ -10,7 +11,7 @@ use super::image_encoder::{ImageEncoderViT, ViTConfig};
 use super::mask_decoder::{DecoderOutput, MaskDecoder};
 use super::prompt_encoder::PromptEncoder;
 use super::tiny_vit::TinyViT;
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{ByteSource, Checkpoint};
 use crate::error::{Result, SamError};
 use crate::weights::WeightLoader;
 
@@ -135,11 +136,58 @@ impl Sam {
         Self::from_checkpoint(&ckpt, model_type, device)
     }
 
+    /// Builds a SAM from a random-access [`ByteSource`] holding the checkpoint, see
+    /// [`Sam::from_bytes`]. The source is read one tensor at a time: besides the container's
+    /// metadata, no more than the largest tensor's storage is held in memory at once.
+    pub fn from_source(
+        source: &dyn ByteSource,
+        model_type: Option<ModelType>,
+        device: &Device,
+    ) -> Result<Self> {
+        let ckpt = Checkpoint::from_source(source)?;
+        Self::from_checkpoint(&ckpt, model_type, device)
+    }
+
+    /// [`Sam::from_source`], calling `progress(loaded, total)` after each tensor is loaded
+    /// onto the device: `total` is the number of tensors in the checkpoint and `loaded` never
+    /// exceeds it. When the model uses fewer tensors than the checkpoint holds, a last call
+    /// `(total, total)` is made once it is built.
+    pub fn from_source_with_progress(
+        source: &dyn ByteSource,
+        model_type: Option<ModelType>,
+        device: &Device,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Self> {
+        let ckpt = Checkpoint::from_source(source)?;
+        let total = ckpt.len();
+        let loaded = Cell::new(0usize);
+        let progress = RefCell::new(progress);
+        let on_tensor = || {
+            let n = (loaded.get() + 1).min(total);
+            loaded.set(n);
+            (progress.borrow_mut())(n, total);
+        };
+        let sam = Self::build(&ckpt, model_type, device, Some(&on_tensor))?;
+        if loaded.get() < total {
+            (progress.borrow_mut())(total, total);
+        }
+        Ok(sam)
+    }
+
     /// Builds a SAM from an opened checkpoint, see [`Sam::from_bytes`].
     pub fn from_checkpoint(
         ckpt: &Checkpoint,
         model_type: Option<ModelType>,
         device: &Device,
+    ) -> Result<Self> {
+        Self::build(ckpt, model_type, device, None)
+    }
+
+    fn build(
+        ckpt: &Checkpoint,
+        model_type: Option<ModelType>,
+        device: &Device,
+        on_tensor: Option<&dyn Fn()>,
     ) -> Result<Self> {
         let detected = ModelType::detect(ckpt)?;
         let model_type = match model_type {
@@ -155,7 +203,10 @@ impl Sam {
                 )));
             }
         };
-        let w = WeightLoader::new(ckpt, device);
+        let mut w = WeightLoader::new(ckpt, device);
+        if let Some(on_tensor) = on_tensor {
+            w = w.with_on_tensor(on_tensor);
+        }
         let we = w.pb("image_encoder");
         let image_encoder = match model_type.vit_config() {
             Some(config) => ImageEncoder::ViT(Box::new(ImageEncoderViT::new(&we, &config)?)),
