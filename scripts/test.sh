@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh Debian machine: installs what is missing
-# (Mesa's Vulkan driver for the wgpu tests), then formatting, lints and the test suites.
+# (scripts/setup.sh: Chromium, ChromeDriver, Mesa's Vulkan driver, the wasm32 target,
+# wasm-pack, wasm-bindgen-cli, npm packages), then formatting, lints, the native test suites,
+# the browser tests of the wasm binding, the TypeScript type check and the demo's end-to-end
+# tests in headless Chromium.
 # Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,14 +17,7 @@ if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
   mkdir -p -m 700 "$XDG_RUNTIME_DIR"
 fi
 
-need_apt=()
-[ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || need_apt+=(mesa-vulkan-drivers)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "== installing ${need_apt[*]}"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
-fi
+bash scripts/setup.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -29,3 +25,11 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test (CPU flex and wgpu on Vulkan)"
 cargo test --workspace
+echo "== wasm-pack test in headless Chromium (WebGPU on SwiftShader, and the CPU backend)"
+bash scripts/test-wasm.sh
+if [ -f package.json ]; then
+  echo "== TypeScript type check"
+  npm run --silent typecheck
+  echo "== end-to-end tests of the demo page (Playwright, headless Chromium)"
+  bash scripts/e2e.sh
+fi

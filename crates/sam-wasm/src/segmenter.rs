@@ -14,7 +14,7 @@ use wasm_bindgen_futures::JsFuture;
 use crate::backend::{self, Backend};
 use crate::convert;
 use crate::error::{js_error, sam_error, type_error};
-use crate::source;
+use crate::source::JsBytes;
 
 /// The largest image accepted, in pixels (a 16384x16384 image; the RGB copy alone is 768 MiB).
 pub const MAX_IMAGE_PIXELS: usize = 1 << 28;
@@ -47,11 +47,22 @@ impl Segmenter {
         #[wasm_bindgen(unchecked_param_type = "SegmenterOptions | null | undefined")]
         options: JsValue,
     ) -> Result<Segmenter, JsValue> {
-        let (model_type, choice, _on_progress) = convert::segmenter_options(&options)?;
+        let (model_type, choice, on_progress) = convert::segmenter_options(&options)?;
         let backend = backend::select(choice).await?;
-        let bytes = source::checkpoint_bytes(checkpoint);
-        let sam = Sam::from_bytes(&bytes, model_type, &backend.device).map_err(sam_error)?;
-        drop(bytes);
+        let source = JsBytes(checkpoint.clone());
+        let mut progress = |loaded: usize, total: usize| {
+            if let Some(f) = &on_progress {
+                // A throwing progress callback must not stop the load.
+                let _ = f.call2(
+                    &JsValue::NULL,
+                    &JsValue::from(loaded as f64),
+                    &JsValue::from(total as f64),
+                );
+            }
+        };
+        let sam =
+            Sam::from_source_with_progress(&source, model_type, &backend.device, &mut progress)
+                .map_err(sam_error)?;
         Ok(Segmenter {
             sam,
             backend,

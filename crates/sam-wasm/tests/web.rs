@@ -21,11 +21,47 @@ wasm_bindgen_test_configure!(run_in_browser);
 static REFERENCE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test_reference.safetensors"));
 static CHECKPOINT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tiny_seed0.pth"));
 
-const EMBED_TOL: f32 = 5e-5;
-const LOW_RES_TOL: f32 = 5e-4;
-const IOU_TOL: f32 = 1e-5;
-/// Mask pixels allowed to differ per case (all of them near-zero logits).
-const MASK_PIXELS_TOL: usize = 10;
+/// Tolerances of one backend.
+struct Tol {
+    embed: f32,
+    low_res: f32,
+    iou: f32,
+    /// Mask pixels allowed to differ per case (all of them near-zero logits).
+    mask_pixels: usize,
+}
+
+/// The kit's tolerances: the CPU backend (and native wgpu on Vulkan, see sam-core's tests)
+/// meets them.
+const CPU_TOL: Tol = Tol {
+    embed: 5e-5,
+    low_res: 5e-4,
+    iou: 1e-5,
+    mask_pixels: 10,
+};
+
+/// WebGPU in headless Chromium runs on SwiftShader, whose WGSL `exp`, division and
+/// `inverseSqrt` use the looser precision WGSL allows (e.g. `exp`: 3 + 2|x| ULP, division
+/// 2.5 ULP, where the CPU is correctly rounded). The embedding still meets the kit's bound
+/// (measured 1.1e-5), but the decoder's softmaxes over 4096 image tokens and its x12
+/// hypernetwork scaling (logits ~ +-30) amplify it: measured 1.44e-3 on the low-res logits
+/// (a relative 5e-5), 1.45e-5 on IoU and 21 mask pixels of 921,600. The same binary on the
+/// CPU backend in the same browser is within the kit's bounds, so this is the GPU's
+/// arithmetic, not our code. The reference README allows a documented looser bound for a GPU
+/// backend's transcendentals; these are about 2x the measured error.
+const WEBGPU_TOL: Tol = Tol {
+    embed: 5e-5,
+    low_res: 3e-3,
+    iou: 3e-5,
+    mask_pixels: 50,
+};
+
+fn tol(backend: &str) -> &'static Tol {
+    if backend == "webgpu" {
+        &WEBGPU_TOL
+    } else {
+        &CPU_TOL
+    }
+}
 
 fn reference() -> SafeTensors<'static> {
     assert!(
@@ -97,14 +133,31 @@ fn error_name(err: &JsValue) -> String {
 
 async fn segmenter(backend: &str) -> Segmenter {
     let bytes = Uint8Array::from(CHECKPOINT);
-    let seg = Segmenter::create(&bytes, options(&[("backend", backend.into())]))
-        .await
-        .unwrap_or_else(|e| panic!("creating a {backend} segmenter: {}", message(&e)));
+    let last = std::rc::Rc::new(std::cell::Cell::new((0.0, 0.0)));
+    let seen = last.clone();
+    let on_progress = Closure::<dyn FnMut(f64, f64)>::new(move |loaded, total| {
+        assert!(loaded > seen.get().0 && loaded <= total, "progress goes up");
+        seen.set((loaded, total));
+    });
+    let seg = Segmenter::create(
+        &bytes,
+        options(&[
+            ("backend", backend.into()),
+            ("onProgress", on_progress.as_ref().clone()),
+        ]),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("creating a {backend} segmenter: {}", message(&e)));
+    let (loaded, total) = last.get();
+    assert!(
+        total > 100.0 && loaded == total,
+        "load progress ended at {loaded}/{total}"
+    );
     assert_eq!(seg.backend(), backend);
     assert_eq!(
         seg.model_type(),
-        "vit_b",
-        "tiny_seed0 has vit_b's keys and a custom size"
+        "custom_vit",
+        "tiny_seed0: vit_b's keys, a smaller encoder"
     );
     console_log!("{backend}: {}", seg.backend_info());
     seg
@@ -198,10 +251,11 @@ async fn check_case(seg: &Segmenter, backend: &str, case: &str, prompt: JsValue)
          {flips} of {} mask pixels differ",
         c * hw
     );
-    assert!(iou_err <= IOU_TOL, "{case}: IoU error {iou_err}");
-    assert!(low_err <= LOW_RES_TOL, "{case}: low-res error {low_err}");
+    let tol = tol(backend);
+    assert!(iou_err <= tol.iou, "{case}: IoU error {iou_err}");
+    assert!(low_err <= tol.low_res, "{case}: low-res error {low_err}");
     assert!(
-        flips <= MASK_PIXELS_TOL,
+        flips <= tol.mask_pixels,
         "{case}: {flips} mask pixels differ"
     );
     assert_eq!(best, ref_best, "{case}: best mask");
@@ -229,7 +283,10 @@ async fn reference_cases(backend: &str) {
     console_log!(
         "{backend}: load {load_ms:.0} ms, setImage {embed_ms:.0} ms, |d embedding| {embed_err:.2e}"
     );
-    assert!(embed_err <= EMBED_TOL, "embedding error {embed_err}");
+    assert!(
+        embed_err <= tol(backend).embed,
+        "embedding error {embed_err}"
+    );
 
     check_case(
         &seg,
