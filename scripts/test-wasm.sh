@@ -9,4 +9,5 @@ export CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver)}"
 # The embedding on SwiftShader takes a while; the default is 20 s per test.
 export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-900}"
 cd crates/sam-wasm
-exec wasm-pack test --headless --chrome --chromedriver "$CHROMEDRIVER" --mode no-install . "$@"
+# --nocapture: the parity figures of passing tests appear in the log too.
+exec wasm-pack test --headless --chrome --chromedriver "$CHROMEDRIVER" --mode no-install . "$@" -- --nocapture

@@ -31,5 +31,7 @@ if [ -f package.json ]; then
   echo "== TypeScript type check"
   npm run --silent typecheck
   echo "== end-to-end tests of the demo page (Playwright, headless Chromium)"
-  bash scripts/e2e.sh
+  # The dev-profile module reuses the dependencies `wasm-pack test` compiled (saves a
+  # ~14-minute release build in CI); `scripts/web.sh` builds the release module.
+  SAM_WASM_PROFILE=dev bash scripts/e2e.sh
 fi

@@ -262,10 +262,26 @@ async fn check_case(seg: &Segmenter, backend: &str, case: &str, prompt: JsValue)
 }
 
 /// Embedding + the three prompt kinds against the reference, on one backend.
+/// Bytes of wasm linear memory (it only grows).
+fn wasm_memory_bytes() -> f64 {
+    let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
+    memory
+        .buffer()
+        .unchecked_into::<js_sys::ArrayBuffer>()
+        .byte_length() as f64
+}
+
 async fn reference_cases(backend: &str) {
+    let mem0 = wasm_memory_bytes();
     let t0 = now();
     let seg = segmenter(backend).await;
     let load_ms = now() - t0;
+    console_log!(
+        "{backend}: wasm memory {:.1} -> {:.1} MiB while loading a {:.1} MiB checkpoint",
+        mem0 / 1048576.0,
+        wasm_memory_bytes() / 1048576.0,
+        CHECKPOINT.len() as f64 / 1048576.0
+    );
     let (rgba, w, h) = image_rgba("landscape");
     let t0 = now();
     seg.set_image(Uint8Array::from(&rgba[..]).into(), w, h)
