@@ -1,0 +1,427 @@
+// End-to-end tests of the demo page in headless Chromium (the Debian chromium, see playwright.config.ts).
+// The page loads the tiny_seed0 reference checkpoint (random weights, official format) and the reference
+// test images, and its masks are compared with what the official PyTorch code gives for the same prompts.
+//
+// Tolerance (shared/reference/README.md): boolean masks may differ only where the reference full-resolution
+// logit is within 2.5e-3 of 0. We allow at most MAX_DIFF differing pixels and, where the reference logits
+// are known (point_multi_logits), require every differing pixel to be such an ambiguous one.
+// WebGPU (SwiftShader in headless chromium) computes transcendentals (exp, erf, sin/cos) with its own
+// approximations and reduces in a different order, so its looser bound is WEBGPU_ATOL / WEBGPU_MAX_DIFF.
+import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { Page } from "@playwright/test";
+import {
+  artifacts,
+  compareMasks,
+  expect,
+  hookObjects,
+  overlayAlpha,
+  screenPoint,
+  selectedMask,
+  status,
+  test,
+  waitPredicted,
+  waitReady,
+  type Env,
+} from "./fixtures.js";
+import { decodeCocoRle, manifest, maskIou, predictorCase, SafeTensors, type Manifest } from "./reference.js";
+
+const MAX_DIFF = 10;
+const CPU_ATOL = 2.5e-3;
+const WEBGPU_ATOL = 2e-2;
+const WEBGPU_MAX_DIFF = 50;
+const IMAGE_PIXELS = 480 * 640;
+
+/** Measurements printed at the end and written to artifacts/measurements.json. */
+const measurements: Record<string, unknown> = {};
+function record(key: string, value: unknown): void {
+  measurements[key] = value;
+  console.log(`[measure] ${key}: ${JSON.stringify(value)}`);
+}
+test.afterAll(() => {
+  mkdirSync(artifacts, { recursive: true });
+  let old: Record<string, unknown> = {};
+  try {
+    old = JSON.parse(readFileSync(join(artifacts, "measurements.json"), "utf8")) as Record<string, unknown>;
+  } catch {
+    // first run
+  }
+  writeFileSync(join(artifacts, "measurements.json"), JSON.stringify({ ...old, ...measurements }, null, 2));
+});
+
+let ref: SafeTensors | null = null;
+let man: Manifest | null = null;
+function reference(env: Env): { ref: SafeTensors; man: Manifest } {
+  ref ??= new SafeTensors(join(env.refDir, "tiny_seed0_ref.safetensors"));
+  man ??= manifest(env.refDir);
+  return { ref, man };
+}
+
+/** Mask `index` of a [n, h, w] reference tensor. */
+function refMask(st: SafeTensors, key: string, index: number): Uint8Array {
+  const all = st.u8(key);
+  return all.slice(index * IMAGE_PIXELS, (index + 1) * IMAGE_PIXELS);
+}
+function refLogits(st: SafeTensors, key: string, index: number): Float32Array {
+  return st.f32(key).slice(index * IMAGE_PIXELS, (index + 1) * IMAGE_PIXELS);
+}
+function argmax(a: ArrayLike<number>): number {
+  let b = 0;
+  for (let i = 1; i < a.length; i++) if ((a[i] ?? -Infinity) > (a[b] ?? -Infinity)) b = i;
+  return b;
+}
+
+function pageUrl(env: Env, backend: string, image: string, extra = ""): string {
+  const img = env.images[image];
+  if (!img) throw new Error(`no test image ${image}`);
+  return `${env.server.url}/?backend=${backend}&model=/__ref/tiny_seed0.pth&image=${img.url}&cache=0${extra}`;
+}
+
+async function openDemo(page: Page, env: Env, backend: string, image = "landscape", extra = ""): Promise<number> {
+  page.on("console", (m) => {
+    if (m.type() === "error" || m.type() === "warning") console.log(`[page ${m.type()}] ${m.text()}`);
+  });
+  page.on("pageerror", (e) => console.log(`[page error] ${e.message}`));
+  const t0 = Date.now();
+  await page.goto(pageUrl(env, backend, image, extra));
+  const s = await waitReady(page);
+  const ms = Date.now() - t0;
+  expect(s.backend).toBe(backend);
+  return ms;
+}
+
+async function clickImage(page: Page, x: number, y: number, button: "left" | "right" = "left"): Promise<number> {
+  const before = (await status(page)).predictCount;
+  const p = await screenPoint(page, x, y);
+  const t0 = Date.now();
+  await page.mouse.click(p.x, p.y, { button });
+  await waitPredicted(page, before);
+  return Date.now() - t0;
+}
+
+async function dragBox(page: Page, x0: number, y0: number, x1: number, y1: number): Promise<void> {
+  const before = (await status(page)).predictCount;
+  const a = await screenPoint(page, x0, y0);
+  const b = await screenPoint(page, x1, y1);
+  await page.mouse.move(a.x, a.y);
+  await page.mouse.down();
+  await page.mouse.move((a.x + b.x) / 2, (a.y + b.y) / 2, { steps: 5 });
+  await page.mouse.move(b.x, b.y, { steps: 5 });
+  await page.mouse.up();
+  await waitPredicted(page, before);
+}
+
+/** The page's selected mask against reference mask `index` of `caseName`; also the overlay's pixels. */
+async function checkAgainstReference(
+  page: Page,
+  env: Env,
+  backend: string,
+  caseName: string,
+  index: number,
+  logitsCase: string | null,
+): Promise<void> {
+  const { ref } = reference(env);
+  const c = predictorCase(reference(env).man, caseName);
+  const want = refMask(ref, c.outputs.masks, index);
+  const logits = logitsCase ? refLogits(ref, `pred/${logitsCase}/masks`, index) : null;
+  const got = await selectedMask(page);
+  const atol = backend === "webgpu" ? WEBGPU_ATOL : CPU_ATOL;
+  const maxDiff = backend === "webgpu" ? WEBGPU_MAX_DIFF : MAX_DIFF;
+  const cmp = compareMasks(got, want, logits, atol);
+  record(`${backend}/${caseName}/mask`, { ...cmp, pixels: want.length, atol, maxDiff });
+  expect(cmp.wantArea).toBeGreaterThan(0);
+  expect(cmp.diff, `${caseName}: ${cmp.diff} of ${want.length} pixels differ from the reference`).toBeLessThanOrEqual(maxDiff);
+  if (logits) expect(cmp.clearDiff, `${caseName}: pixels differing where the reference logit is not within ${atol} of 0`).toBe(0);
+
+  // The overlay canvas is at the image's resolution: drawn exactly where the mask is (one object on screen).
+  const alpha = await overlayAlpha(page);
+  expect(alpha.length).toBe(got.length);
+  let missing = 0;
+  let extra = 0;
+  for (let i = 0; i < got.length; i++) {
+    if (got[i] && !alpha[i]) missing++;
+    if (!got[i] && alpha[i]) extra++;
+  }
+  record(`${backend}/${caseName}/overlay`, { maskPixels: cmp.gotArea, missing, extra });
+  expect(missing + extra).toBe(0);
+}
+
+async function probeWebgpu(page: Page, env: Env): Promise<string | null> {
+  await page.goto(`${env.server.url}/__probe`).catch(() => undefined);
+  return page.evaluate(async () => {
+    const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
+    if (!gpu) return null;
+    const a = await gpu.requestAdapter();
+    if (!a) return null;
+    const info = (a as GPUAdapter & { info?: GPUAdapterInfo }).info;
+    return info ? `${info.vendor} ${info.architecture} ${info.description}`.trim() || "adapter" : "adapter";
+  });
+}
+
+for (const backend of ["cpu", "webgpu"] as const) {
+  test.describe(`${backend} backend`, () => {
+    test.beforeEach(async ({ page, env }) => {
+      if (backend !== "webgpu") return;
+      const adapter = await probeWebgpu(page, env);
+      record("webgpu/adapter", adapter);
+      test.skip(adapter === null, "no WebGPU adapter in this headless chromium");
+    });
+
+    test(`click a point: the drawn mask equals the reference (${backend})`, async ({ page, env }) => {
+      const { ref, man } = reference(env);
+      const c = predictorCase(man, "point_multi");
+      const loadMs = await openDemo(page, env, backend);
+      const s = await status(page);
+      const [x, y] = c.inputs.point_coords?.[0] ?? [0, 0];
+      const clickMs = await clickImage(page, x, y);
+      const s2 = await status(page);
+      record(`${backend}/timings`, {
+        pageToReadyMs: loadMs,
+        buildMs: Math.round(s.timings.buildMs),
+        embedMs: Math.round(s.timings.embedMs),
+        clickToMaskMs: clickMs,
+        decodeMs: Math.round(s2.timings.decodeMs),
+      });
+      // Three masks; the page selects the highest score, as the reference's argmax.
+      const refIou = ref.f32(c.outputs.iou_predictions);
+      const [obj] = await hookObjects(page);
+      expect(obj?.choices.length).toBe(3);
+      record(`${backend}/point_multi/scores`, { page: obj?.choices, reference: Array.from(refIou) });
+      const best = argmax(refIou);
+      expect(obj?.chosen).toBe(best);
+      for (let i = 0; i < 3; i++) expect(Math.abs((obj?.choices[i] ?? 0) - (refIou[i] ?? 0))).toBeLessThan(backend === "webgpu" ? 1e-2 : 1e-4);
+      await expect(page.locator("#choices button")).toHaveCount(3);
+      await checkAgainstReference(page, env, backend, "point_multi", best, "point_multi_logits");
+      await page.screenshot({ path: join(artifacts, `${backend}-point.png`) });
+    });
+
+    test(`refine with a negative point (low-res mask fed back), undo and redo (${backend})`, async ({ page, env }) => {
+      const { man } = reference(env);
+      const first = predictorCase(man, "point_multi");
+      const c = predictorCase(man, "points2_maskin_single");
+      await openDemo(page, env, backend);
+      const [p0, p1] = c.inputs.point_coords ?? [];
+      expect(c.inputs.point_labels).toEqual([1, 0]);
+      expect(first.inputs.point_coords?.[0]).toEqual(p0);
+      if (!p0 || !p1) throw new Error("case inputs");
+      await clickImage(page, p0[0], p0[1]);
+      const afterFirst = await selectedMask(page);
+      // Right click = negative point; the demo sends both points + the chosen low-res mask, one mask out:
+      // exactly the reference case (its mask_input is point_multi's mask 0, the best one).
+      await clickImage(page, p1[0], p1[1], "right");
+      const [obj] = await hookObjects(page);
+      expect(obj?.choices.length).toBe(1);
+      await checkAgainstReference(page, env, backend, "points2_maskin_single", 0, null);
+      await page.screenshot({ path: join(artifacts, `${backend}-refine.png`) });
+      const refined = await selectedMask(page);
+
+      await page.locator("#undo").click();
+      expect(Buffer.compare(Buffer.from(await selectedMask(page)), Buffer.from(afterFirst))).toBe(0);
+      await page.locator("#redo").click();
+      expect(Buffer.compare(Buffer.from(await selectedMask(page)), Buffer.from(refined))).toBe(0);
+    });
+
+    test(`drag a box: the drawn mask equals the reference (${backend})`, async ({ page, env }) => {
+      const { man } = reference(env);
+      // A box alone gives one mask in the demo (multimask false, as the official notebooks do): box_single.
+      const c = predictorCase(man, "box_single");
+      expect(c.inputs.multimask_output).toBe(false);
+      const box = c.inputs.box;
+      if (!box) throw new Error("box_single has no box");
+      await openDemo(page, env, backend);
+      await page.locator("#hover-toggle").uncheck();
+      await dragBox(page, box[0], box[1], box[2], box[3]);
+      const [obj] = await hookObjects(page);
+      expect(obj?.box).toEqual(box);
+      expect(obj?.choices.length).toBe(1);
+      await checkAgainstReference(page, env, backend, "box_single", 0, null);
+      await page.screenshot({ path: join(artifacts, `${backend}-box.png`) });
+    });
+
+    test(`segment everything and download the SA-1B JSON (${backend})`, async ({ page, env }) => {
+      const { man } = reference(env);
+      const amg = man.amg_cases.find((a) => a.name === "filtered");
+      if (!amg) throw new Error("no amg case 'filtered'");
+      const st = amg.settings;
+      const opts = {
+        pointsPerSide: st.points_per_side,
+        pointsPerBatch: st.points_per_batch,
+        predIouThresh: st.pred_iou_thresh,
+        stabilityScoreThresh: st.stability_score_thresh,
+        stabilityScoreOffset: st.stability_score_offset,
+        boxNmsThresh: st.box_nms_thresh,
+        cropNLayers: st.crop_n_layers,
+        cropNmsThresh: st.crop_nms_thresh,
+        cropOverlapRatio: st.crop_overlap_ratio,
+        cropNPointsDownscaleFactor: st.crop_n_points_downscale_factor,
+        minMaskRegionArea: st.min_mask_region_area,
+      };
+      await openDemo(page, env, backend, amg.image, `&hover=0&amg=${encodeURIComponent(JSON.stringify(opts))}`);
+      const t0 = Date.now();
+      await page.locator("#everything").click();
+      await expect(page.locator("#everything-progress-row")).toBeVisible();
+      await page.waitForFunction(
+        () => {
+          const s = (window as unknown as { __sam: { status(): { generating: boolean; objects: number; message: { level: string } | null } } }).__sam.status();
+          return !s.generating && (s.objects > 0 || s.message?.level === "error");
+        },
+        undefined,
+        { timeout: 600_000, polling: 200 },
+      );
+      const generateMs = Date.now() - t0;
+      const s = await status(page);
+      expect(s.message?.level ?? "none").not.toBe("error");
+      await page.screenshot({ path: join(artifacts, `${backend}-everything.png`) });
+
+      const downloadPromise = page.waitForEvent("download");
+      await page.locator("#export-json").click();
+      const download = await downloadPromise;
+      const path = join(artifacts, `${backend}-everything-sa1b.json`);
+      await download.saveAs(path);
+      expect(download.suggestedFilename()).toMatch(/\.json$/);
+      const file = JSON.parse(readFileSync(path, "utf8")) as {
+        image: { width: number; height: number; file_name: string };
+        annotations: {
+          id: number;
+          segmentation: { size: [number, number]; counts: string };
+          bbox: number[];
+          area: number;
+          predicted_iou: number;
+          stability_score: number | null;
+          crop_box: number[];
+          point_coords: number[][];
+        }[];
+      };
+      expect(file.image.width).toBe(640);
+      expect(file.image.height).toBe(480);
+      expect(file.annotations.length).toBeGreaterThan(0);
+      for (const a of file.annotations) {
+        expect(a.segmentation.size).toEqual([480, 640]);
+        expect(typeof a.segmentation.counts).toBe("string");
+        expect(a.bbox).toHaveLength(4);
+        expect(a.crop_box).toHaveLength(4);
+        expect(typeof a.area).toBe("number");
+        expect(typeof a.predicted_iou).toBe("number");
+        expect(a.point_coords[0]).toHaveLength(2);
+        let area = 0;
+        for (const v of decodeCocoRle(a.segmentation.counts, 480, 640)) area += v;
+        expect(area).toBe(a.area);
+      }
+
+      // Against the official generator's output for the same image and settings: match by
+      // point_coords + crop_box, mask IoU >= 0.99, scores within 1e-3 (reference README).
+      const want = JSON.parse(readFileSync(join(env.refDir, amg.files.coco_rle ?? ""), "utf8")) as typeof file;
+      const key = (a: (typeof file.annotations)[number]): string => `${JSON.stringify(a.point_coords)}|${JSON.stringify(a.crop_box)}`;
+      const got = new Map(file.annotations.map((a) => [key(a), a]));
+      let matched = 0;
+      let worstIou = 1;
+      let worstScore = 0;
+      for (const w of want.annotations) {
+        const g = got.get(key(w));
+        if (!g) continue;
+        matched++;
+        const iou = maskIou(decodeCocoRle(g.segmentation.counts, 480, 640), decodeCocoRle(w.segmentation.counts, 480, 640));
+        worstIou = Math.min(worstIou, iou);
+        worstScore = Math.max(worstScore, Math.abs(g.predicted_iou - w.predicted_iou), Math.abs((g.stability_score ?? 0) - (w.stability_score ?? 0)));
+      }
+      record(`${backend}/everything`, {
+        clickToDoneMs: generateMs,
+        generateMs: Math.round(s.timings.generateMs),
+        annotations: file.annotations.length,
+        reference: want.annotations.length,
+        matched,
+        worstIou,
+        worstScoreDiff: worstScore,
+      });
+      if (backend === "cpu") {
+        expect(file.annotations.length).toBe(want.annotations.length);
+        expect(matched).toBe(want.annotations.length);
+        expect(worstIou).toBeGreaterThanOrEqual(0.99);
+        expect(worstScore).toBeLessThanOrEqual(1e-3);
+      } else {
+        expect(matched).toBeGreaterThan(want.annotations.length / 2);
+      }
+
+      // Load the file back: same number of objects, drawn.
+      await page.locator("#clear").click();
+      await page.locator("#load-json").setInputFiles(path);
+      await expect.poll(async () => (await status(page)).objects).toBe(file.annotations.length);
+      await expect(page.locator("#message")).toHaveAttribute("data-kind", "loaded-json");
+      const alpha = await overlayAlpha(page);
+      expect(alpha.some((v) => v > 0)).toBe(true);
+    });
+  });
+}
+
+test("cancel a running 'everything'", async ({ page, env }) => {
+  // Default settings (32x32 points, batches of 16): long enough to cancel in the middle.
+  await openDemo(page, env, "cpu", "landscape", "&hover=0&pps=32");
+  await page.locator("#everything").click();
+  await page.waitForFunction(() => {
+    const p = document.getElementById("everything-progress") as HTMLProgressElement | null;
+    return !!p && p.value >= 1;
+  });
+  await page.locator("#cancel-everything").click();
+  await expect(page.locator("#message")).toHaveAttribute("data-kind", "aborted", { timeout: 120_000 });
+  const s = await status(page);
+  expect(s.generating).toBe(false);
+  expect(s.objects).toBe(0);
+  await expect(page.locator("#everything-progress-text")).toHaveText("cancelled");
+  // Still usable afterwards.
+  await clickImage(page, 416, 192);
+});
+
+test("a file that is not a checkpoint gives a readable error, and a real one loads after it", async ({ page, env }) => {
+  const errors: string[] = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(`${env.server.url}/?backend=cpu&image=${env.images.landscape?.url ?? ""}`);
+  await expect(page.locator("#message")).toHaveAttribute("data-kind", "need-model");
+  await page.locator("#model-file").setInputFiles(join(artifacts, "served/not-a-checkpoint.jpg"));
+  await expect(page.locator("#message")).toHaveAttribute("data-kind", "not-a-checkpoint");
+  const text = (await page.locator("#message").textContent()) ?? "";
+  record("bad-checkpoint/message", text);
+  expect(text).toMatch(/not a SAM checkpoint/);
+  expect(text.length).toBeLessThan(600);
+  expect((await status(page)).model).toBe("error");
+  await page.screenshot({ path: join(artifacts, "bad-checkpoint.png") });
+  // The page still works: load the real checkpoint from disk.
+  await page.locator("#model-file").setInputFiles(join(env.refDir, "tiny_seed0.pth"));
+  await waitReady(page);
+  await clickImage(page, 416, 192);
+  expect(errors).toEqual([]);
+});
+
+test("a reload takes the weights from Cache Storage, not the network", async ({ page, env }) => {
+  const url = `${env.server.url}/?backend=cpu&model=/__ref/tiny_seed0.pth&image=${env.images.tiny?.url ?? ""}&cache=1`;
+  const before = env.server.hits.get("/__ref/tiny_seed0.pth") ?? 0;
+  await page.goto(url);
+  await waitReady(page);
+  expect((await status(page)).fromCache).toBe(false);
+  await page.reload();
+  await waitReady(page);
+  expect((await status(page)).fromCache).toBe(true);
+  expect(env.server.hits.get("/__ref/tiny_seed0.pth") ?? 0).toBe(before + 1);
+  await expect(page.locator("#model-info")).toContainText("Cache Storage");
+});
+
+test("the npm package from a plain <script type=module> (examples/embed.html)", async ({ page, env }) => {
+  const { ref, man } = reference(env);
+  const c = predictorCase(man, "point_multi");
+  page.on("console", (m) => console.log(`[embed ${m.type()}] ${m.text()}`));
+  await page.goto(`${env.server.url}/examples/embed.html?backend=cpu&model=/__ref/tiny_seed0.pth&image=${env.images.landscape?.url ?? ""}`);
+  await page.waitForFunction(() => (window as unknown as { __embedReady?: boolean }).__embedReady === true, undefined, { timeout: 300_000 });
+  const r = await page.locator("#mask").evaluate((cv: HTMLCanvasElement) => {
+    const b = cv.getBoundingClientRect();
+    return { left: b.left, top: b.top, sx: b.width / cv.width, sy: b.height / cv.height };
+  });
+  await page.mouse.click(r.left + 416.5 * r.sx, r.top + 192.5 * r.sy);
+  await page.waitForFunction(() => (window as unknown as { __embedLast?: unknown }).__embedLast !== undefined);
+  const last = await page.evaluate(() => (window as unknown as { __embedLast: { x: number; y: number; best: number; area: number } }).__embedLast);
+  expect([last.x, last.y]).toEqual(c.inputs.point_coords?.[0]);
+  const best = argmax(ref.f32(c.outputs.iou_predictions));
+  expect(last.best).toBe(best);
+  let area = 0;
+  for (const v of refMask(ref, c.outputs.masks, best)) area += v;
+  expect(Math.abs(last.area - area)).toBeLessThanOrEqual(MAX_DIFF);
+  await page.screenshot({ path: join(artifacts, "embed-example.png") });
+});
