@@ -34,6 +34,12 @@ node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(
   exit 1
 }
 
+# --- npm packages, binaryen's wasm-opt among them (only when package-lock.json changed since the last install) ---
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "== npm ci"
+  npm ci --no-audit --no-fund
+fi
+
 # --- the wasm module: crates/sam-wasm/pkg ---
 if [ "$build_wasm" = 1 ]; then
   if [ -f scripts/build-wasm.sh ]; then
@@ -58,12 +64,6 @@ fi
 if [ ! -f crates/sam-wasm/pkg/sam_wasm.js ]; then
   echo "crates/sam-wasm/pkg/sam_wasm.js is missing (the wasm build did not run or failed)" >&2
   exit 1
-fi
-
-# --- npm packages (only when package-lock.json changed since the last install) ---
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  echo "== npm ci"
-  npm ci --no-audit --no-fund
 fi
 
 echo "== npm run build (dist/: the npm package; web/dist: the demo)"
