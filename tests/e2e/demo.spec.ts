@@ -353,6 +353,36 @@ for (const backend of ["cpu", "webgpu"] as const) {
   });
 }
 
+test("hover preview draws, and superseded hover requests never reach the worker (latest wins)", async ({ page, env }) => {
+  await openDemo(page, env, "cpu");
+  const p = await screenPoint(page, 416, 192);
+  await page.mouse.move(p.x - 20, p.y - 20);
+  await page.mouse.move(p.x, p.y, { steps: 4 });
+  await page.waitForFunction(
+    () => {
+      const c = document.getElementById("hover-canvas") as HTMLCanvasElement;
+      const d = c.getContext("2d")?.getImageData(0, 0, c.width, c.height).data;
+      if (!d) return false;
+      for (let i = 3; i < d.length; i += 4) if (d[i]) return true;
+      return false;
+    },
+    undefined,
+    { timeout: 60_000 },
+  );
+  // Hover does not create objects.
+  expect((await status(page)).objects).toBe(0);
+  await page.mouse.move(0, 0);
+  // Five hover requests in a row: the first runs, the next three are replaced before they are sent
+  // (they resolve to null), the last runs.
+  const results = await page.evaluate(async () => {
+    type Client = { predictLatest(p: unknown, ch?: string): Promise<{ masks: Uint8Array[] } | null> };
+    const client = (window as unknown as { __sam: { client(): Client } }).__sam.client();
+    const all = [0, 1, 2, 3, 4].map((i) => client.predictLatest({ points: [[100 + 50 * i, 200]], labels: [1], multimask: true }, "test"));
+    return (await Promise.all(all)).map((r) => (r === null ? null : r.masks.length));
+  });
+  expect(results).toEqual([3, null, null, null, 3]);
+});
+
 test("cancel a running 'everything'", async ({ page, env }) => {
   // Default settings (32x32 points, batches of 16): long enough to cancel in the middle.
   await openDemo(page, env, "cpu", "landscape", "&hover=0&pps=32");
