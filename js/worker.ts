@@ -57,8 +57,8 @@ const MEMORY_RE = /out of memory|memory allocation|allocation failed|Maximum mem
 function classify(e: unknown, stage: RequestType): ErrorPayload {
   if (e instanceof WorkerError) return { message: e.message, kind: e.kind };
   let message = messageOf(e);
-  if (e instanceof DOMException && e.name === "AbortError") return { message: "aborted", kind: "aborted" };
-  if (message === "cancelled") return { message: "cancelled", kind: "aborted" };
+  const name = e !== null && typeof e === "object" && "name" in e ? String((e as { name: unknown }).name) : "";
+  if (name === "AbortError" || message === "cancelled" || message === "aborted") return { message: "cancelled", kind: "aborted" };
   const isTrap = e instanceof WebAssembly.RuntimeError || /unreachable|RuntimeError/.test(message);
   if (isTrap) {
     // A Rust panic or abort: the module may be unusable now. The panic hook logged the reason.
