@@ -219,11 +219,12 @@ for (const backend of ["cpu", "webgpu"] as const) {
       expect(c.inputs.point_labels).toEqual([1, 0]);
       expect(first.inputs.point_coords?.[0]).toEqual(p0);
       if (!p0 || !p1) throw new Error("case inputs");
-      await clickImage(page, p0[0], p0[1]);
+      const firstClickMs = await clickImage(page, p0[0], p0[1]);
       const afterFirst = await selectedMask(page);
       // Right click = negative point; the demo sends both points + the chosen low-res mask, one mask out:
       // exactly the reference case (its mask_input is point_multi's mask 0, the best one).
-      await clickImage(page, p1[0], p1[1], "right");
+      const secondClickMs = await clickImage(page, p1[0], p1[1], "right");
+      record(`${backend}/refine-timings`, { firstClickMs, secondClickMs, decodeMs: Math.round((await status(page)).timings.decodeMs) });
       const [obj] = await hookObjects(page);
       expect(obj?.choices.length).toBe(1);
       await checkAgainstReference(page, env, backend, "points2_maskin_single", 0, null);
@@ -254,6 +255,10 @@ for (const backend of ["cpu", "webgpu"] as const) {
     });
 
     test(`segment everything and download the SA-1B JSON (${backend})`, async ({ page, env }) => {
+      test.skip(
+        backend === "webgpu" && process.env.SAM_E2E_WEBGPU_AMG !== "1",
+        "slow on SwiftShader (about 6 minutes for one 4x4 batch); set SAM_E2E_WEBGPU_AMG=1 to run it",
+      );
       const { man } = reference(env);
       const amg = man.amg_cases.find((a) => a.name === "filtered");
       if (!amg) throw new Error("no amg case 'filtered'");
