@@ -10,6 +10,7 @@
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Page } from "@playwright/test";
+import { PNG } from "pngjs";
 import {
   artifacts,
   compareMasks,
@@ -457,6 +458,56 @@ test("package API: exportEmbedding / importEmbedding round trip gives the same m
   expect(r.failedWithoutImage).toBe(true);
   expect(r.same).toBe(true);
   expect(r.scoresB).toEqual(r.scoresA);
+});
+
+test("two clicked objects: cut-out PNG, masks PNG, SA-1B JSON export and load back", async ({ page, env }) => {
+  await openDemo(page, env, "cpu", "landscape", "&hover=0");
+  await clickImage(page, 416, 192);
+  await page.locator("#new-object").click();
+  await clickImage(page, 120, 400);
+  const objs = await hookObjects(page);
+  expect(objs).toHaveLength(2);
+  await expect(page.locator("#object-list li")).toHaveCount(2);
+
+  const save = async (button: string, name: string): Promise<string> => {
+    const dl = page.waitForEvent("download");
+    await page.locator(button).click();
+    const d = await dl;
+    const path = join(artifacts, name);
+    await d.saveAs(path);
+    return path;
+  };
+  const cut = PNG.sync.read(readFileSync(await save("#export-cutout", "cpu-cutout.png")));
+  const sel = objs[1];
+  const selMask = await selectedMask(page);
+  let x0 = 640, y0 = 480, x1 = -1, y1 = -1;
+  for (let i = 0; i < selMask.length; i++)
+    if (selMask[i]) {
+      const x = i % 640, y = Math.floor(i / 640);
+      x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
+    }
+  expect([cut.width, cut.height]).toEqual([x1 - x0 + 1, y1 - y0 + 1]);
+  let opaque = 0;
+  for (let i = 3; i < cut.data.length; i += 4) opaque += cut.data[i] ? 1 : 0;
+  expect(opaque).toBe(sel?.area);
+
+  const masks = PNG.sync.read(readFileSync(await save("#export-masks", "cpu-masks.png")));
+  expect([masks.width, masks.height]).toEqual([640, 480]);
+
+  const jsonPath = await save("#export-json", "cpu-clicked-sa1b.json");
+  const file = JSON.parse(readFileSync(jsonPath, "utf8")) as { annotations: { area: number; segmentation: { counts: string }; point_coords: number[][] }[] };
+  expect(file.annotations.map((a) => a.area)).toEqual(objs.map((o) => o.area));
+  expect(file.annotations[0]?.point_coords).toEqual([[416, 192]]);
+  for (const [i, a] of file.annotations.entries()) {
+    let area = 0;
+    for (const v of decodeCocoRle(a.segmentation.counts, 480, 640)) area += v;
+    expect(area).toBe(objs[i]?.area);
+  }
+  await page.locator("#clear").click();
+  expect((await status(page)).objects).toBe(0);
+  await page.locator("#load-json").setInputFiles(jsonPath);
+  await expect.poll(async () => (await hookObjects(page)).map((o) => o.area)).toEqual(objs.map((o) => o.area));
+  await page.screenshot({ path: join(artifacts, "cpu-two-objects-loaded.png") });
 });
 
 test("cancel a running 'everything'", async ({ page, env }) => {
