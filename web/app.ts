@@ -197,13 +197,13 @@ async function reportError(e: unknown, context: string): Promise<void> {
   let text: string;
   switch (kind) {
     case "not-a-checkpoint":
-      text = `That file is not a SAM checkpoint (expected an official .pth, mobile_sam.pt or .safetensors): ${message}`;
+      text = `That file is not a SAM checkpoint. ${message}`;
       break;
     case "out-of-memory":
       text = `Out of memory. ${message}`;
       break;
     case "no-webgpu":
-      text = `WebGPU is not available here (${message}). Choose "CPU" or "auto" as the backend.`;
+      text = `Cannot run on WebGPU. ${message}`;
       break;
     case "download":
       text = message;

@@ -9,7 +9,7 @@
 // approximations and reduces in a different order, so its looser bound is WEBGPU_ATOL / WEBGPU_MAX_DIFF.
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import type { Page } from "@playwright/test";
+import { chromium, type Page } from "@playwright/test";
 import { PNG } from "pngjs";
 import {
   artifacts,
@@ -508,6 +508,35 @@ test("two clicked objects: cut-out PNG, masks PNG, SA-1B JSON export and load ba
   await page.locator("#load-json").setInputFiles(jsonPath);
   await expect.poll(async () => (await hookObjects(page)).map((o) => o.area)).toEqual(objs.map((o) => o.area));
   await page.screenshot({ path: join(artifacts, "cpu-two-objects-loaded.png") });
+});
+
+test("without WebGPU: 'auto' falls back to the CPU with a message, 'webgpu' explains why it cannot run", async ({ env }, testInfo) => {
+  // A browser of its own, without --enable-unsafe-webgpu: headless chromium then has no adapter.
+  const launch = testInfo.project.use.launchOptions ?? {};
+  const args = (launch.args ?? []).filter((a) => a !== "--enable-unsafe-webgpu" && a !== "--enable-features=Vulkan");
+  const browser = await chromium.launch({ ...launch, args: [...args, "--disable-features=WebGPU"], headless: true });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const hasAdapter = await page.goto(`${env.server.url}/__probe`).then(() =>
+      page.evaluate(async () => !!(await (navigator as Navigator & { gpu?: GPU }).gpu?.requestAdapter())),
+    );
+    test.skip(hasAdapter, "this chromium gives a WebGPU adapter even without the flags");
+    await page.goto(pageUrl(env, "auto", "tiny"));
+    await waitReady(page);
+    const s = await status(page);
+    expect(s.backend).toBe("cpu");
+    await expect(page.locator("#message")).toHaveAttribute("data-kind", "webgpu-missing");
+    await expect(page.locator("#message")).toContainText("CPU");
+    await expect(page.locator("#backend-badge")).toHaveText("CPU");
+    record("no-webgpu/auto-message", await page.locator("#message").textContent());
+    await page.screenshot({ path: join(artifacts, "no-webgpu-auto.png") });
+
+    await page.goto(pageUrl(env, "webgpu", "tiny"));
+    await expect(page.locator("#message")).toHaveAttribute("data-kind", "no-webgpu", { timeout: 120_000 });
+    record("no-webgpu/webgpu-message", await page.locator("#message").textContent());
+  } finally {
+    await browser.close();
+  }
 });
 
 test("cancel a running 'everything'", async ({ page, env }) => {
