@@ -539,6 +539,31 @@ test("without WebGPU: 'auto' falls back to the CPU with a message, 'webgpu' expl
   }
 });
 
+test("images: bundled sample by default, drag and drop, paste", async ({ page, env }) => {
+  await page.goto(`${env.server.url}/?backend=cpu`);
+  // No ?image: the first bundled sample shows at once, no upload needed.
+  await expect.poll(async () => (await status(page)).width).toBe(800);
+  await expect(page.locator("#samples button.active")).toHaveAttribute("data-name", "dog.jpg");
+  const send = async (kind: "drop" | "paste", url: string, name: string): Promise<void> => {
+    await page.evaluate(
+      async ({ kind, url, name }) => {
+        const blob = await (await fetch(url)).blob();
+        const dt = new DataTransfer();
+        dt.items.add(new File([blob], name, { type: blob.type }));
+        if (kind === "drop") document.getElementById("stage")?.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+        else document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: dt, bubbles: true, cancelable: true }));
+      },
+      { kind, url, name },
+    );
+  };
+  await send("drop", env.images.tiny?.url ?? "", "tiny.png");
+  await expect.poll(async () => [(await status(page)).width, (await status(page)).height]).toEqual([53, 37]);
+  await send("paste", env.images.landscape?.url ?? "", "landscape.png");
+  await expect.poll(async () => [(await status(page)).width, (await status(page)).height]).toEqual([640, 480]);
+  await page.locator('#samples button[data-name="truck.jpg"]').click();
+  await expect.poll(async () => (await status(page)).width).toBe(1800);
+});
+
 test("cancel a running 'everything'", async ({ page, env }) => {
   // Default settings (32x32 points, batches of 16): long enough to cancel in the middle.
   await openDemo(page, env, "cpu", "landscape", "&hover=0&pps=32");
