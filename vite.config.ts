@@ -1,6 +1,6 @@
 // Builds the demo page (web/) into web/dist. The npm package (dist/) is built by js/build-lib.mjs.
 import { defineConfig, type Plugin } from "vite";
-import { cpSync, existsSync, createReadStream, statSync } from "node:fs";
+import { cpSync, existsSync, createReadStream, realpathSync, statSync } from "node:fs";
 import { join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -26,6 +26,11 @@ function packageBesideDemo(): Plugin {
   };
 }
 
+// crates/sam-wasm/pkg may be a symlink to a build elsewhere: let the dev server read it there too.
+const pkgDir = here("./crates/sam-wasm/pkg");
+const allow = [here(".")];
+if (existsSync(pkgDir)) allow.push(realpathSync(pkgDir));
+
 export default defineConfig({
   plugins: [packageBesideDemo()],
   root: here("./web"),
@@ -44,6 +49,6 @@ export default defineConfig({
       input: { main: here("./web/index.html") },
     },
   },
-  server: { port: 8080, strictPort: true, fs: { allow: [here(".")] } },
+  server: { port: 8080, strictPort: true, fs: { allow } },
   preview: { port: 8080, strictPort: true },
 });
