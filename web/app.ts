@@ -472,7 +472,8 @@ function snapshot(): Snapshot {
 /** Records the state before a change (for undo). */
 function pushHistory(): void {
   state.undo.push(snapshot());
-  if (state.undo.length > 200) state.undo.shift();
+  // Each step keeps its masks alive (a few MB for a large image): keep the last 40.
+  if (state.undo.length > 40) state.undo.shift();
   state.redo = [];
 }
 
