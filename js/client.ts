@@ -160,7 +160,9 @@ export class SamClient {
 
   /** Decodes a prompt on the current image (fast). */
   predict(prompt: Prompt): Promise<Prediction> {
-    return this.call("predict", { prompt: this.sendablePrompt(prompt) }, buffersOf([prompt.maskInput]));
+    // The mask input is copied and the copy transferred: callers usually keep theirs for the next refinement.
+    const sent = prompt.maskInput ? { ...prompt, maskInput: prompt.maskInput.slice() } : prompt;
+    return this.call("predict", { prompt: sent }, buffersOf([sent.maskInput]));
   }
 
   /**
@@ -255,12 +257,6 @@ export class SamClient {
     this.disposed = true;
     this.worker.terminate();
     this.failAll(new SamError("SamClient was disposed", "disposed"));
-  }
-
-  private sendablePrompt(prompt: Prompt): Prompt {
-    // The mask input is copied: callers usually keep it for the next refinement.
-    if (!prompt.maskInput) return prompt;
-    return { ...prompt, maskInput: prompt.maskInput.slice() };
   }
 
   private call<K extends RequestType>(type: K, args: RequestMap[K]["args"], transfer: Transferable[] = [], signal?: AbortSignal): Promise<RequestMap[K]["result"]> {
