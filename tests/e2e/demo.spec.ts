@@ -445,11 +445,15 @@ test("package API: exportEmbedding / importEmbedding round trip gives the same m
     }
     await c.importEmbedding(e.npy, e.width, e.height);
     const b = await c.predict(prompt);
+    // A mask input is the caller's to keep: sending it must not detach it.
+    const low = (a as Pred & { lowResLogits: Float32Array[] }).lowResLogits[0];
+    await c.predict({ points: [[416, 192]], labels: [1], maskInput: low });
+    const maskInputKept = low?.length === 256 * 256;
     const same = a.masks.every((m, i) => {
       const n = b.masks[i];
       return !!n && m.length === n.length && m.every((v, j) => v === n[j]);
     });
-    return { magic, bytes: e.npy.length, width: e.width, height: e.height, failedWithoutImage, same, scoresA: a.scores, scoresB: b.scores };
+    return { magic, bytes: e.npy.length, width: e.width, height: e.height, failedWithoutImage, same, maskInputKept, scoresA: a.scores, scoresB: b.scores };
   });
   record("cpu/embedding-roundtrip", { bytes: r.bytes, magic: r.magic, same: r.same });
   expect(r.magic).toBe("NUMPY");
@@ -458,6 +462,7 @@ test("package API: exportEmbedding / importEmbedding round trip gives the same m
   expect(r.failedWithoutImage).toBe(true);
   expect(r.same).toBe(true);
   expect(r.scoresB).toEqual(r.scoresA);
+  expect(r.maskInputKept).toBe(true);
 });
 
 test("two clicked objects: cut-out PNG, masks PNG, SA-1B JSON export and load back", async ({ page, env }) => {
