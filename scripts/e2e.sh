@@ -3,6 +3,7 @@
 # headless Chromium (/usr/bin/chromium, or $CHROMIUM_PATH). Screenshots and measurements go to
 # tests/e2e/artifacts/. Reference kit: $SAM_REFERENCE_DIR or ../shared/reference beside the clone.
 # Usage: scripts/e2e.sh [--skip-wasm] [playwright test arguments, e.g. -g "click"]
+# Env: SAM_E2E_SKIP_WEBGPU=1 skips the WebGPU (SwiftShader, slow) runs; SAM_E2E_WEBGPU_AMG=1 adds "everything" on WebGPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

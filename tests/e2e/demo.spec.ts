@@ -178,6 +178,7 @@ for (const backend of ["cpu", "webgpu"] as const) {
   test.describe(`${backend} backend`, () => {
     test.beforeEach(async ({ page, env }) => {
       if (backend !== "webgpu") return;
+      test.skip(process.env.SAM_E2E_SKIP_WEBGPU === "1", "SAM_E2E_SKIP_WEBGPU=1");
       const adapter = await probeWebgpu(page, env);
       record("webgpu/adapter", adapter);
       test.skip(adapter === null, "no WebGPU adapter in this headless chromium");
@@ -205,7 +206,7 @@ for (const backend of ["cpu", "webgpu"] as const) {
       record(`${backend}/point_multi/scores`, { page: obj?.choices, reference: Array.from(refIou) });
       const best = argmax(refIou);
       expect(obj?.chosen).toBe(best);
-      for (let i = 0; i < 3; i++) expect(Math.abs((obj?.choices[i] ?? 0) - (refIou[i] ?? 0))).toBeLessThan(backend === "webgpu" ? 1e-2 : 1e-4);
+      for (let i = 0; i < 3; i++) expect(Math.abs((obj?.choices[i] ?? 0) - (refIou[i] ?? 0))).toBeLessThan(backend === "webgpu" ? 1e-3 : 1e-5);
       await expect(page.locator("#choices button")).toHaveCount(3);
       await checkAgainstReference(page, env, backend, "point_multi", best, "point_multi_logits");
       await page.screenshot({ path: join(artifacts, `${backend}-point.png`) });
