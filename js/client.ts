@@ -1,0 +1,319 @@
+// SamClient: the page side of sam-browser. Every call is a message to the worker (worker.ts).
+import { buffersOf, type FromWorker, type ImagePayload, type RequestMap, type RequestType, type ToWorker } from "./protocol.js";
+import type {
+  DecodedSa1b,
+  GenerateCallOptions,
+  GenerateOptions,
+  GenerateResult,
+  ImageInfo,
+  ImageSource,
+  LoadOptions,
+  ModelInfo,
+  Prediction,
+  Prompt,
+  Sa1bFile,
+  SamClientOptions,
+  SamErrorKind,
+  SamEvents,
+  SetImageOptions,
+  CheckpointSource,
+} from "./types.js";
+
+/** The error every SamClient call rejects with. */
+export class SamError extends Error {
+  override name = "SamError";
+  constructor(
+    message: string,
+    readonly kind: SamErrorKind,
+    /** The worker's wasm module trapped (a panic or out of memory): dispose this client and create a new one. */
+    readonly fatal = false,
+  ) {
+    super(message);
+  }
+}
+
+type Listener<T> = (event: T) => void;
+
+interface Pending {
+  resolve: (value: unknown) => void;
+  reject: (error: SamError) => void;
+  type: RequestType;
+}
+
+/** A queued "latest wins" predict not yet sent to the worker. */
+interface Waiting {
+  prompt: Prompt;
+  resolve: (value: Prediction | null) => void;
+  reject: (error: SamError) => void;
+}
+
+interface Channel {
+  busy: boolean;
+  waiting: Waiting | null;
+}
+
+const DEFAULT_WORKER = "./worker.js";
+
+export class SamClient {
+  private readonly worker: Worker;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private readonly listeners: { [K in keyof SamEvents]: Set<Listener<SamEvents[K]>> } = {
+    progress: new Set(),
+    backend: new Set(),
+  };
+  private readonly channels = new Map<string, Channel>();
+  private disposed = false;
+  /** Whether the browser gives a WebGPU adapter (in the worker). */
+  webgpuAvailable = false;
+  /** The loaded model, once load() resolved. */
+  model: ModelInfo | null = null;
+  /** The current image, once setImage() resolved. */
+  image: ImageInfo | null = null;
+
+  private constructor(worker: Worker) {
+    this.worker = worker;
+    worker.onmessage = (ev: MessageEvent<FromWorker>) => this.onMessage(ev.data);
+    worker.onerror = (ev: ErrorEvent) => {
+      ev.preventDefault();
+      this.failAll(new SamError(`The worker failed: ${ev.message || "could not start it (wrong workerUrl?)"}`, "worker"));
+    };
+    worker.onmessageerror = () => this.failAll(new SamError("A worker message could not be read", "worker"));
+  }
+
+  /** Starts the worker and the wasm module. */
+  static async create(options: SamClientOptions = {}): Promise<SamClient> {
+    let worker: Worker;
+    if (options.worker) worker = options.worker();
+    else {
+      // Not a literal `new URL("./worker.js", import.meta.url)`: bundlers would try to rewrite it.
+      const name = DEFAULT_WORKER;
+      const url = options.workerUrl ?? new URL(name, import.meta.url);
+      worker = new Worker(url, { type: "module", name: "sam-browser" });
+    }
+    const client = new SamClient(worker);
+    const wasmUrl = options.wasmUrl === undefined ? undefined : String(options.wasmUrl instanceof URL ? options.wasmUrl.href : new URL(options.wasmUrl, location.href).href);
+    const { webgpu } = await client.call("init", wasmUrl === undefined ? {} : { wasmUrl });
+    client.webgpuAvailable = webgpu;
+    return client;
+  }
+
+  /** Adds an event listener; returns a function that removes it. */
+  on<K extends keyof SamEvents>(type: K, listener: Listener<SamEvents[K]>): () => void {
+    this.listeners[type].add(listener);
+    return () => this.off(type, listener);
+  }
+
+  off<K extends keyof SamEvents>(type: K, listener: Listener<SamEvents[K]>): void {
+    this.listeners[type].delete(listener);
+  }
+
+  /**
+   * Loads a checkpoint (official .pth, mobile_sam.pt or .safetensors): bytes, or a URL that the worker
+   * downloads with `progress` events ("download", then "load") and keeps in Cache Storage.
+   * Bytes given as an ArrayBuffer or Uint8Array are transferred to the worker (the caller's copy is emptied).
+   */
+  async load(checkpoint: CheckpointSource, options: LoadOptions = {}): Promise<ModelInfo> {
+    let source: RequestMap["load"]["args"]["source"];
+    const transfer: Transferable[] = [];
+    if (typeof checkpoint === "string" || checkpoint instanceof URL) {
+      const url = new URL(String(checkpoint), typeof location === "undefined" ? undefined : location.href).href;
+      source = { kind: "url", url, cache: options.cache ?? true, cacheName: options.cacheName ?? "sam-browser-weights" };
+    } else {
+      const bytes = checkpoint instanceof Uint8Array ? checkpoint : new Uint8Array(checkpoint);
+      source = { kind: "bytes", bytes };
+      transfer.push(...buffersOf([bytes]));
+    }
+    const args: RequestMap["load"]["args"] = { source };
+    if (options.modelType) args.modelType = options.modelType;
+    if (options.backend) args.backend = options.backend;
+    this.model = null;
+    this.image = null;
+    const { webgpuMissing: _w, ...info } = await this.call("load", args, transfer, options.signal);
+    this.model = info;
+    return info;
+  }
+
+  /** Embeds an image (the heavy step). */
+  async setImage(image: ImageSource, options: SetImageOptions = {}): Promise<ImageInfo> {
+    let payload: ImagePayload;
+    const transfer: Transferable[] = [];
+    if (typeof ImageData !== "undefined" && image instanceof ImageData) {
+      const data = options.transfer ? image.data : image.data.slice();
+      payload = { kind: "rgba", data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: image.width, height: image.height };
+      transfer.push(data.buffer);
+    } else if (typeof Blob !== "undefined" && image instanceof Blob) {
+      payload = { kind: "blob", blob: image };
+    } else {
+      const bitmap =
+        typeof ImageBitmap !== "undefined" && image instanceof ImageBitmap
+          ? image
+          : await createImageBitmap(image, { premultiplyAlpha: "none", colorSpaceConversion: "none" });
+      payload = { kind: "bitmap", bitmap };
+      transfer.push(bitmap);
+    }
+    this.image = null;
+    const info = await this.call("setImage", { image: payload }, transfer);
+    this.image = info;
+    return info;
+  }
+
+  /** Decodes a prompt on the current image (fast). */
+  predict(prompt: Prompt): Promise<Prediction> {
+    // The mask input is copied and the copy transferred: callers usually keep theirs for the next refinement.
+    const sent = prompt.maskInput ? { ...prompt, maskInput: prompt.maskInput.slice() } : prompt;
+    return this.call("predict", { prompt: sent }, buffersOf([sent.maskInput]));
+  }
+
+  /**
+   * "Latest wins" predict for hover previews: at most one request per channel runs in the worker and
+   * at most one waits here; a newer call replaces the waiting one, whose promise resolves to null
+   * without ever reaching the worker. So a fast-moving cursor never builds a queue of stale requests.
+   */
+  predictLatest(prompt: Prompt, channel = "hover"): Promise<Prediction | null> {
+    let ch = this.channels.get(channel);
+    if (!ch) {
+      ch = { busy: false, waiting: null };
+      this.channels.set(channel, ch);
+    }
+    return new Promise<Prediction | null>((resolve, reject) => {
+      const c = ch;
+      if (c.waiting) c.waiting.resolve(null);
+      c.waiting = { prompt, resolve, reject };
+      this.pump(c);
+    });
+  }
+
+  /** Drops a channel's waiting request (it resolves to null); the one already running still finishes. */
+  cancelLatest(channel = "hover"): void {
+    const ch = this.channels.get(channel);
+    if (ch?.waiting) {
+      ch.waiting.resolve(null);
+      ch.waiting = null;
+    }
+  }
+
+  private pump(ch: Channel): void {
+    if (ch.busy || !ch.waiting) return;
+    const w = ch.waiting;
+    ch.waiting = null;
+    ch.busy = true;
+    this.predict(w.prompt).then(
+      (r) => {
+        ch.busy = false;
+        w.resolve(r);
+        this.pump(ch);
+      },
+      (e: SamError) => {
+        ch.busy = false;
+        w.reject(e);
+        this.pump(ch);
+      },
+    );
+  }
+
+  /** Automatic mask generation ("segment everything"), with `progress` events (stage "generate"). */
+  async generate(options: GenerateOptions = {}, call: GenerateCallOptions = {}): Promise<GenerateResult> {
+    const { json, generateMs } = await this.call("generate", { options }, [], call.signal);
+    return { json, file: JSON.parse(json) as Sa1bFile, generateMs };
+  }
+
+  /** The current image's embedding as .npy bytes (float32 [1, 256, 64, 64]) plus the image size. */
+  exportEmbedding(): Promise<{ npy: Uint8Array; width: number; height: number }> {
+    return this.call("exportEmbedding", {});
+  }
+
+  /** Sets the current image from an exported embedding (predict works; generate needs setImage). */
+  async importEmbedding(npy: Uint8Array | ArrayBuffer, width: number, height: number): Promise<void> {
+    const bytes = npy instanceof Uint8Array ? npy.slice() : new Uint8Array(npy.slice(0));
+    await this.call("importEmbedding", { npy: bytes, width, height }, buffersOf([bytes]));
+    this.image = { width, height, embedMs: 0 };
+  }
+
+  async clearImage(): Promise<void> {
+    await this.call("clearImage", {});
+    this.image = null;
+  }
+
+  /** COCO RLE counts strings of row-major 0/1 masks (height*width bytes each). */
+  encodeRle(masks: Uint8Array[], height: number, width: number): Promise<string[]> {
+    return this.call("encodeRle", { masks, height, width });
+  }
+
+  /** Validates an SA-1B JSON text (file or bare annotation list) and decodes every mask. */
+  async decodeSa1b(json: string): Promise<DecodedSa1b> {
+    const r = await this.call("decodeSa1b", { json });
+    return { file: JSON.parse(r.json) as Sa1bFile, masks: r.masks };
+  }
+
+  /** Frees the model and stops the worker. */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    try {
+      await this.call("dispose", {});
+    } catch {
+      // The worker goes away anyway.
+    }
+    this.disposed = true;
+    this.worker.terminate();
+    this.failAll(new SamError("SamClient was disposed", "disposed"));
+  }
+
+  private call<K extends RequestType>(type: K, args: RequestMap[K]["args"], transfer: Transferable[] = [], signal?: AbortSignal): Promise<RequestMap[K]["result"]> {
+    if (this.disposed) return Promise.reject(new SamError("SamClient was disposed", "disposed"));
+    if (signal?.aborted) return Promise.reject(new SamError("aborted", "aborted"));
+    const id = this.nextId++;
+    return new Promise<RequestMap[K]["result"]>((resolve, reject) => {
+      const onAbort = (): void => this.post({ kind: "cancel", target: id });
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.pending.set(id, {
+        resolve: (v) => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve(v as RequestMap[K]["result"]);
+        },
+        reject: (e) => {
+          signal?.removeEventListener("abort", onAbort);
+          reject(e);
+        },
+        type,
+      });
+      this.post({ kind: "request", id, type, args } as ToWorker, transfer);
+    });
+  }
+
+  private post(msg: ToWorker, transfer: Transferable[] = []): void {
+    this.worker.postMessage(msg, transfer);
+  }
+
+  private onMessage(msg: FromWorker): void {
+    switch (msg.kind) {
+      case "result": {
+        const p = this.pending.get(msg.id);
+        this.pending.delete(msg.id);
+        p?.resolve(msg.value);
+        break;
+      }
+      case "error": {
+        const p = this.pending.get(msg.id);
+        this.pending.delete(msg.id);
+        p?.reject(new SamError(msg.error.message, msg.error.kind, msg.error.fatal ?? false));
+        break;
+      }
+      case "progress":
+        for (const l of this.listeners.progress) l(msg.data);
+        break;
+      case "backend":
+        for (const l of this.listeners.backend) l(msg.data);
+        break;
+    }
+  }
+
+  private failAll(error: SamError): void {
+    for (const [, p] of this.pending) p.reject(error);
+    this.pending.clear();
+    for (const ch of this.channels.values()) {
+      ch.waiting?.reject(error);
+      ch.waiting = null;
+    }
+  }
+}

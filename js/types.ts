@@ -1,0 +1,186 @@
+// Public types of the sam-browser package. They mirror the wasm module's API
+// (crates/sam-wasm) but do not depend on it, so the package's .d.ts stands alone.
+
+export type ModelType = "vit_h" | "vit_l" | "vit_b" | "mobile_sam";
+export type Backend = "webgpu" | "cpu";
+export type BackendChoice = "auto" | Backend;
+
+/** A checkpoint: bytes, or a URL to download (absolute, or relative to the page). */
+export type CheckpointSource = ArrayBuffer | Uint8Array | URL | string;
+
+/** What setImage accepts. An ImageData is copied unless `transfer` is set. */
+export type ImageSource = ImageData | ImageBitmap | HTMLImageElement | HTMLCanvasElement | OffscreenCanvas | Blob;
+
+export interface LoadOptions {
+  /** Omit to detect from the checkpoint's keys. */
+  modelType?: ModelType;
+  /** "auto" (default): WebGPU when an adapter is there, else CPU. */
+  backend?: BackendChoice;
+  /** Keep downloaded weights in Cache Storage (default true) so a reload does not download again. */
+  cache?: boolean;
+  /** Cache Storage bucket name (default "sam-browser-weights"). */
+  cacheName?: string;
+  /** Aborts the download (not the model build once it started). */
+  signal?: AbortSignal;
+}
+
+export interface ModelInfo {
+  backend: Backend;
+  backendInfo: string;
+  modelType: string;
+  /** Whether the weights came from Cache Storage (URL loads only). */
+  fromCache: boolean;
+  /** Checkpoint size in bytes. */
+  bytes: number;
+  downloadMs: number;
+  buildMs: number;
+}
+
+export interface ImageInfo {
+  width: number;
+  height: number;
+  /** Time the worker spent embedding, in milliseconds. */
+  embedMs: number;
+}
+
+export interface SetImageOptions {
+  /** Transfer the ImageData's buffer to the worker instead of copying it (the ImageData is emptied). */
+  transfer?: boolean;
+}
+
+export interface Prompt {
+  /** Clicks in original image pixels, [x, y]. */
+  points?: [number, number][];
+  /** One per point: 1 = positive (foreground), 0 = negative (background). */
+  labels?: number[];
+  /** [x0, y0, x1, y1] in original image pixels. */
+  box?: [number, number, number, number];
+  /** A previous low-res logit mask (256*256 floats), e.g. `lowResLogits[best]` of an earlier result. */
+  maskInput?: Float32Array;
+  /** true: three masks; false (default): one. */
+  multimask?: boolean;
+}
+
+export interface Prediction {
+  width: number;
+  height: number;
+  /** One per mask: width*height bytes, 1 inside, 0 outside, row-major. */
+  masks: Uint8Array[];
+  /** Predicted IoU of each mask. */
+  scores: number[];
+  /** One per mask: 256*256 low-res logits, feed back as `maskInput` to refine. */
+  lowResLogits: Float32Array[];
+  /** Index of the mask with the highest score. */
+  best: number;
+  /** Time the worker spent decoding, in milliseconds. */
+  decodeMs: number;
+}
+
+/** Options of the automatic mask generator; omitted fields take the official defaults. */
+export interface GenerateOptions {
+  pointsPerSide?: number;
+  pointsPerBatch?: number;
+  predIouThresh?: number;
+  stabilityScoreThresh?: number;
+  stabilityScoreOffset?: number;
+  boxNmsThresh?: number;
+  cropNLayers?: number;
+  cropNmsThresh?: number;
+  cropOverlapRatio?: number;
+  cropNPointsDownscaleFactor?: number;
+  minMaskRegionArea?: number;
+  /** file_name written in the SA-1B "image" record. */
+  fileName?: string;
+}
+
+export interface GenerateCallOptions {
+  /** Aborting cancels the generation between two batches; the promise then rejects with an AbortError. */
+  signal?: AbortSignal;
+}
+
+/** One SA-1B annotation (COCO RLE segmentation). */
+export interface Sa1bAnnotation {
+  id: number;
+  segmentation: { size: [number, number]; counts: string };
+  /** [x, y, w, h] */
+  bbox: [number, number, number, number];
+  area: number;
+  predicted_iou: number | null;
+  /** null where the official code gives NaN (an empty mask). */
+  stability_score: number | null;
+  /** [x, y, w, h] */
+  crop_box: [number, number, number, number];
+  point_coords: [number, number][];
+}
+
+/** An SA-1B JSON file. */
+export interface Sa1bFile {
+  image: { image_id: number; width: number; height: number; file_name: string };
+  annotations: Sa1bAnnotation[];
+}
+
+export interface GenerateResult {
+  /** The SA-1B JSON text exactly as the generator wrote it. */
+  json: string;
+  /** The same, parsed. */
+  file: Sa1bFile;
+  generateMs: number;
+}
+
+/** An SA-1B file decoded: its annotations and one mask (height*width bytes of 0/1) per annotation. */
+export interface DecodedSa1b {
+  file: Sa1bFile;
+  masks: Uint8Array[];
+}
+
+export type ProgressStage = "download" | "load" | "embed" | "generate";
+
+export interface ProgressEvent {
+  stage: ProgressStage;
+  /** Units done: bytes (download), tensors or bytes (load), batches (generate), 0/1 (embed). */
+  loaded: number;
+  /** Units in all; 0 when unknown (a download without Content-Length). */
+  total: number;
+  /** generate: the crop being processed (0-based) and the number of crops. */
+  cropIndex?: number;
+  cropsTotal?: number;
+  /** download: whether the bytes come from Cache Storage. */
+  fromCache?: boolean;
+}
+
+export interface BackendEvent {
+  backend: Backend;
+  backendInfo: string;
+  modelType: string;
+  /** Whether WebGPU was asked for ("auto" or "webgpu") but no adapter was there, so the CPU runs. */
+  webgpuMissing: boolean;
+}
+
+export interface SamEvents {
+  progress: ProgressEvent;
+  backend: BackendEvent;
+}
+
+export interface SamClientOptions {
+  /** URL of the package's worker.js (default: next to the package's index.js). */
+  workerUrl?: string | URL;
+  /** Or a factory, e.g. for bundlers: `() => new Worker(new URL("sam-browser/worker.js", import.meta.url), { type: "module" })`. */
+  worker?: () => Worker;
+  /** URL of sam_wasm_bg.wasm (default: next to the worker script). */
+  wasmUrl?: string | URL;
+}
+
+/** Error kinds a call can reject with (`SamError.kind`). */
+export type SamErrorKind =
+  | "not-a-checkpoint"
+  | "out-of-memory"
+  | "no-webgpu"
+  | "no-model"
+  | "no-image"
+  | "bad-prompt"
+  | "download"
+  | "aborted"
+  | "superseded"
+  | "disposed"
+  | "worker"
+  | "other";

@@ -1,0 +1,357 @@
+/// <reference lib="webworker" />
+// The Web Worker that owns the wasm module and the model. The page talks to it through
+// SamClient (client.ts); every model call runs here, one at a time, so the page stays responsive.
+import init, { Segmenter, decodeCocoRle, encodeCocoRle, normalizeSa1b, webgpuAvailable } from "sam-wasm";
+import type { GenerateProgress, SegmenterOptions } from "sam-wasm";
+import { buffersOf, type CheckpointPayload, type ErrorPayload, type FromWorker, type ImagePayload, type Request, type RequestMap, type RequestType, type ToWorker } from "./protocol.js";
+import type { Prediction, Sa1bFile, SamErrorKind } from "./types.js";
+
+declare const self: DedicatedWorkerGlobalScope;
+
+let segmenter: Segmenter | null = null;
+let wasmMemory: WebAssembly.Memory | null = null;
+let webgpu = false;
+/** Requests asked to stop: downloads and generations look here between steps. */
+const cancelled = new Set<number>();
+const downloads = new Map<number, AbortController>();
+/** The last thing the wasm module printed with console.error (its panic hook writes panics there). */
+let lastConsoleError = "";
+let crashed = "";
+
+const consoleError = console.error.bind(console);
+console.error = (...args: unknown[]): void => {
+  lastConsoleError = args.map((a) => (a instanceof Error ? a.message : String(a))).join(" ");
+  consoleError(...args);
+};
+
+class WorkerError extends Error {
+  constructor(
+    message: string,
+    readonly kind: SamErrorKind,
+  ) {
+    super(message);
+  }
+}
+
+function post(msg: FromWorker, transfer: Transferable[] = []): void {
+  const memBuf = wasmMemory?.buffer;
+  self.postMessage(
+    msg,
+    transfer.filter((t) => t !== memBuf),
+  );
+}
+
+function messageOf(e: unknown): string {
+  if (e instanceof Error) return e.message || e.name;
+  if (typeof e === "string") return e;
+  try {
+    return JSON.stringify(e);
+  } catch {
+    return String(e);
+  }
+}
+
+const MEMORY_RE = /out of memory|memory allocation|allocation failed|Maximum memory size|Memory\.grow|could not allocate|OutOfMemory|OOM\b|failed to grow/i;
+
+/** Sorts an error into a kind the page can explain. `stage` says which call failed. */
+function classify(e: unknown, stage: RequestType): ErrorPayload {
+  if (e instanceof WorkerError) return { message: e.message, kind: e.kind };
+  let message = messageOf(e);
+  const name = e !== null && typeof e === "object" && "name" in e ? String((e as { name: unknown }).name) : "";
+  if (name === "AbortError" || message === "cancelled" || message === "aborted") return { message: "cancelled", kind: "aborted" };
+  const isTrap = e instanceof WebAssembly.RuntimeError || /unreachable|RuntimeError/.test(message);
+  if (isTrap) {
+    // A Rust panic or abort: the module may be unusable now. The panic hook logged the reason.
+    const detail = lastConsoleError && !lastConsoleError.includes(message) ? ` (${lastConsoleError})` : "";
+    if (MEMORY_RE.test(message + detail) || !lastConsoleError) {
+      crashed = "out of memory";
+      return {
+        message: `The model ran out of memory (${message}${detail}). Reload the page; try a smaller model (MobileSAM) or a smaller image.`,
+        kind: "out-of-memory",
+      };
+    }
+    crashed = message + detail;
+    return { message: `The model crashed: ${message}${detail}. Reload the page.`, kind: "other" };
+  }
+  if (e instanceof RangeError || MEMORY_RE.test(message)) {
+    return {
+      message: `Out of memory: ${message}. Try a smaller model (MobileSAM) or a smaller image.`,
+      kind: "out-of-memory",
+    };
+  }
+  if (stage === "load") {
+    if (/webgpu|adapter|navigator\.gpu/i.test(message)) return { message, kind: "no-webgpu" };
+    if (/download|fetch|HTTP/i.test(message)) return { message, kind: "download" };
+    message = message || "the file could not be read as a checkpoint";
+    return { message, kind: "not-a-checkpoint" };
+  }
+  if (/no image|image is not set|set_image|setImage first/i.test(message)) return { message, kind: "no-image" };
+  if (stage === "predict") return { message, kind: "bad-prompt" };
+  return { message, kind: "other" };
+}
+
+function needModel(): Segmenter {
+  if (crashed) throw new WorkerError(`The model is unusable after an earlier failure (${crashed}). Reload the page.`, "other");
+  if (!segmenter) throw new WorkerError("No model is loaded: call load() first.", "no-model");
+  return segmenter;
+}
+
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 0));
+
+async function readCheckpoint(id: number, source: CheckpointPayload): Promise<{ bytes: Uint8Array; fromCache: boolean; downloadMs: number }> {
+  if (source.kind === "bytes") return { bytes: source.bytes, fromCache: false, downloadMs: 0 };
+  const t0 = performance.now();
+  const progress = (loaded: number, total: number, fromCache: boolean): void =>
+    post({ kind: "progress", id, data: { stage: "download", loaded, total, fromCache } });
+  const cache = source.cache && typeof caches !== "undefined" ? await caches.open(source.cacheName).catch(() => null) : null;
+  if (cache) {
+    const hit = await cache.match(source.url);
+    if (hit) {
+      const buf = new Uint8Array(await hit.arrayBuffer());
+      progress(buf.byteLength, buf.byteLength, true);
+      return { bytes: buf, fromCache: true, downloadMs: performance.now() - t0 };
+    }
+  }
+  const controller = new AbortController();
+  downloads.set(id, controller);
+  let response: Response;
+  try {
+    response = await fetch(source.url, { signal: controller.signal });
+  } catch (e) {
+    if (controller.signal.aborted) throw new WorkerError("aborted", "aborted");
+    throw new WorkerError(`Download of ${source.url} failed: ${messageOf(e)}`, "download");
+  }
+  if (!response.ok) {
+    downloads.delete(id);
+    throw new WorkerError(`Download of ${source.url} failed: HTTP ${response.status} ${response.statusText}`, "download");
+  }
+  const total = Number(response.headers.get("content-length") ?? 0) || 0;
+  const chunks: Uint8Array[] = [];
+  let loaded = 0;
+  // With a known length, write straight into one buffer (no second copy of a 2.5 GB file).
+  let whole: Uint8Array | null = total > 0 ? new Uint8Array(total) : null;
+  try {
+    const reader = response.body?.getReader();
+    if (!reader) {
+      whole = new Uint8Array(await response.arrayBuffer());
+      loaded = whole.byteLength;
+    } else {
+      let lastPost = 0;
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (whole && loaded + value.byteLength <= whole.byteLength) whole.set(value, loaded);
+        else {
+          if (whole) {
+            chunks.push(whole.subarray(0, loaded));
+            whole = null;
+          }
+          chunks.push(value);
+        }
+        loaded += value.byteLength;
+        const now = performance.now();
+        if (now - lastPost > 50) {
+          lastPost = now;
+          progress(loaded, total, false);
+        }
+      }
+    }
+  } catch (e) {
+    if (controller.signal.aborted) throw new WorkerError("aborted", "aborted");
+    throw new WorkerError(`Download of ${source.url} failed: ${messageOf(e)}`, "download");
+  } finally {
+    downloads.delete(id);
+  }
+  let bytes: Uint8Array;
+  if (whole) bytes = loaded === whole.byteLength ? whole : whole.subarray(0, loaded);
+  else {
+    bytes = new Uint8Array(loaded);
+    let off = 0;
+    for (const c of chunks) {
+      bytes.set(c, off);
+      off += c.byteLength;
+    }
+  }
+  progress(loaded, loaded, false);
+  if (cache) {
+    try {
+      const headers = { "content-type": "application/octet-stream", "content-length": String(bytes.byteLength) };
+      await cache.put(source.url, new Response(bytes as Uint8Array<ArrayBuffer>, { headers }));
+    } catch (e) {
+      // Quota exceeded or no storage: the model still loads, it just is not cached.
+      console.warn(`sam-browser: could not cache ${source.url}: ${messageOf(e)}`);
+    }
+  }
+  return { bytes, fromCache: false, downloadMs: performance.now() - t0 };
+}
+
+async function toRgba(image: ImagePayload): Promise<{ data: Uint8Array; width: number; height: number }> {
+  if (image.kind === "rgba") return image;
+  const bitmap =
+    image.kind === "bitmap"
+      ? image.bitmap
+      : await createImageBitmap(image.blob, { premultiplyAlpha: "none", colorSpaceConversion: "none" });
+  const { width, height } = bitmap;
+  const canvas = new OffscreenCanvas(width, height);
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  if (!ctx) throw new WorkerError("OffscreenCanvas 2d context is not available", "other");
+  ctx.drawImage(bitmap, 0, 0);
+  bitmap.close();
+  const data = ctx.getImageData(0, 0, width, height).data;
+  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width, height };
+}
+
+type Handler<K extends RequestType> = (id: number, args: RequestMap[K]["args"]) => Promise<{ value: RequestMap[K]["result"]; transfer?: Transferable[] }>;
+
+const handlers: { [K in RequestType]: Handler<K> } = {
+  async init(_id, { wasmUrl }) {
+    if (!wasmMemory) {
+      const out = (await init(wasmUrl ? { module_or_path: wasmUrl } : undefined)) as { memory?: WebAssembly.Memory } | undefined;
+      wasmMemory = out?.memory ?? null;
+      webgpu = await webgpuAvailable().catch(() => false);
+    }
+    return { value: { webgpu } };
+  },
+
+  async load(id, { source, modelType, backend }) {
+    if (crashed) throw new WorkerError(`The model is unusable after an earlier failure (${crashed}). Reload the page.`, "other");
+    const { bytes, fromCache, downloadMs } = await readCheckpoint(id, source);
+    if (segmenter) {
+      segmenter.free();
+      segmenter = null;
+    }
+    const t0 = performance.now();
+    const options: SegmenterOptions = {
+      backend: backend ?? "auto",
+      onProgress: (loaded: number, total: number) => post({ kind: "progress", id, data: { stage: "load", loaded, total } }),
+    };
+    if (modelType) options.modelType = modelType;
+    segmenter = await Segmenter.create(bytes, options);
+    const buildMs = performance.now() - t0;
+    const webgpuMissing = (backend ?? "auto") === "auto" && segmenter.backend === "cpu" && !webgpu;
+    post({
+      kind: "backend",
+      id,
+      data: { backend: segmenter.backend, backendInfo: segmenter.backendInfo, modelType: segmenter.modelType, webgpuMissing },
+    });
+    return {
+      value: {
+        backend: segmenter.backend,
+        backendInfo: segmenter.backendInfo,
+        modelType: segmenter.modelType,
+        fromCache,
+        bytes: bytes.byteLength,
+        downloadMs,
+        buildMs,
+        webgpuMissing,
+      },
+    };
+  },
+
+  async setImage(id, { image }) {
+    const sam = needModel();
+    const { data, width, height } = await toRgba(image);
+    post({ kind: "progress", id, data: { stage: "embed", loaded: 0, total: 1 } });
+    const t0 = performance.now();
+    await sam.setImage(data, width, height);
+    const embedMs = performance.now() - t0;
+    post({ kind: "progress", id, data: { stage: "embed", loaded: 1, total: 1 } });
+    return { value: { width, height, embedMs } };
+  },
+
+  async predict(_id, { prompt }) {
+    const sam = needModel();
+    const t0 = performance.now();
+    const r = await sam.predict(prompt);
+    const value: Prediction = {
+      width: r.width,
+      height: r.height,
+      masks: r.masks,
+      scores: Array.from(r.scores),
+      lowResLogits: r.lowResLogits,
+      best: r.best,
+      decodeMs: performance.now() - t0,
+    };
+    return { value, transfer: buffersOf([...r.masks, ...r.lowResLogits]) };
+  },
+
+  async generate(id, { options }) {
+    const sam = needModel();
+    const t0 = performance.now();
+    const json = await sam.generate(options, async (p: GenerateProgress) => {
+      post({
+        kind: "progress",
+        id,
+        data: { stage: "generate", loaded: p.batchesDone, total: p.batchesTotal, cropIndex: p.cropIndex, cropsTotal: p.cropsTotal },
+      });
+      // Let a "cancel" message in before the next batch.
+      await yieldToEventLoop();
+      return !cancelled.has(id);
+    });
+    return { value: { json, generateMs: performance.now() - t0 } };
+  },
+
+  async exportEmbedding() {
+    const sam = needModel();
+    const npy = await sam.exportEmbedding();
+    return { value: { npy, width: sam.imageWidth, height: sam.imageHeight }, transfer: buffersOf([npy]) };
+  },
+
+  async importEmbedding(_id, { npy, width, height }) {
+    needModel().importEmbedding(npy, width, height);
+    return { value: null };
+  },
+
+  async clearImage() {
+    segmenter?.clearImage();
+    return { value: null };
+  },
+
+  async encodeRle(_id, { masks, height, width }) {
+    return { value: masks.map((m) => encodeCocoRle(m, height, width)) };
+  },
+
+  async decodeSa1b(_id, { json }) {
+    const normalized = normalizeSa1b(json);
+    const file = JSON.parse(normalized) as Sa1bFile;
+    const masks = file.annotations.map((a) => decodeCocoRle(a.segmentation.counts, a.segmentation.size[0], a.segmentation.size[1]));
+    return { value: { json: normalized, masks }, transfer: buffersOf(masks) };
+  },
+
+  async dispose() {
+    segmenter?.free();
+    segmenter = null;
+    return { value: null };
+  },
+};
+
+/** Calls that touch the model run one at a time, in order; the pure helpers do not wait. */
+const QUEUED: ReadonlySet<RequestType> = new Set<RequestType>(["load", "setImage", "predict", "generate", "exportEmbedding", "importEmbedding", "clearImage", "dispose"]);
+let queue: Promise<void> = Promise.resolve();
+
+async function run(req: Request): Promise<void> {
+  try {
+    const handler = handlers[req.type] as Handler<typeof req.type>;
+    if (cancelled.has(req.id)) throw new WorkerError("aborted", "aborted");
+    lastConsoleError = "";
+    const { value, transfer } = await handler(req.id, req.args);
+    post({ kind: "result", id: req.id, value }, transfer);
+  } catch (e) {
+    const error = classify(e, req.type);
+    if (crashed) error.fatal = true;
+    post({ kind: "error", id: req.id, error });
+  } finally {
+    cancelled.delete(req.id);
+  }
+}
+
+self.onmessage = (ev: MessageEvent<ToWorker>) => {
+  const msg = ev.data;
+  if (msg.kind === "cancel") {
+    cancelled.add(msg.target);
+    downloads.get(msg.target)?.abort();
+    return;
+  }
+  if (QUEUED.has(msg.type)) queue = queue.then(() => run(msg));
+  else void run(msg);
+};

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds the wasm module, the npm package (dist/) and the demo (web/dist),
+# and serves the demo on http://localhost:8080 (Ctrl+C stops it).
+# Usage: scripts/web.sh [--build-only] [--port N] [--skip-wasm]
+#   --build-only  build, do not serve (scripts/e2e.sh uses it)
+#   --skip-wasm   reuse crates/sam-wasm/pkg as it is (no cargo build)
+# Env: CARGO_TARGET_DIR (default ~/.cache/sam-target, shared with scripts/test.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+serve=1
+port=8080
+build_wasm=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --build-only) serve=0 ;;
+    --skip-wasm) build_wasm=0 ;;
+    --port) port="$2"; shift ;;
+    *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sam-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+# --- Node.js (vite 7 needs >= 20.19) ---
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "Node.js >= 20.19 and npm are needed (https://nodejs.org)" >&2
+  exit 1
+fi
+node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)' || {
+  echo "Node.js $(node --version) is too old: vite needs >= 20.19" >&2
+  exit 1
+}
+
+# --- npm packages, binaryen's wasm-opt among them (only when package-lock.json changed since the last install) ---
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "== npm ci"
+  npm ci --no-audit --no-fund
+fi
+
+# --- the wasm module: crates/sam-wasm/pkg ---
+if [ "$build_wasm" = 1 ]; then
+  if [ -f scripts/build-wasm.sh ]; then
+    bash scripts/build-wasm.sh
+  else
+    if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -q '^wasm32-unknown-unknown$'; then
+      echo "== rustup target add wasm32-unknown-unknown"
+      rustup target add wasm32-unknown-unknown
+    fi
+    if ! command -v wasm-bindgen >/dev/null 2>&1 || ! wasm-bindgen --version | grep -q ' 0\.2\.130'; then
+      echo "== cargo install wasm-bindgen-cli 0.2.130"
+      cargo install wasm-bindgen-cli --version 0.2.130 --locked
+    fi
+    if ! command -v wasm-pack >/dev/null 2>&1; then
+      echo "== cargo install wasm-pack"
+      cargo install wasm-pack --locked
+    fi
+    echo "== wasm-pack build crates/sam-wasm (release, --target web)"
+    wasm-pack build crates/sam-wasm --release --target web --mode no-install
+  fi
+fi
+if [ ! -f crates/sam-wasm/pkg/sam_wasm.js ]; then
+  echo "crates/sam-wasm/pkg/sam_wasm.js is missing (the wasm build did not run or failed)" >&2
+  exit 1
+fi
+
+echo "== npm run build (dist/: the npm package; web/dist: the demo)"
+npm run --silent build
+
+if [ "$serve" = 1 ]; then
+  echo "== serving the demo on http://localhost:$port/  (Ctrl+C to stop)"
+  exec npx vite preview --port "$port" --strictPort --host localhost
+fi
