@@ -34,7 +34,8 @@ if ! command -v wasm-pack >/dev/null 2>&1; then
   cargo install -q --locked wasm-pack
 fi
 
-if [ -f package-lock.json ] && [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
+# npm ci when node_modules is missing or older than the lock file.
+if [ -f package-lock.json ] && { [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; }; then
   echo "== npm ci"
   npm ci --no-audit --no-fund
 fi

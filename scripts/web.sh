@@ -34,32 +34,12 @@ node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(
   exit 1
 }
 
-# --- npm packages, binaryen's wasm-opt among them (only when package-lock.json changed since the last install) ---
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  echo "== npm ci"
-  npm ci --no-audit --no-fund
-fi
+# --- system packages, Rust targets and tools, npm packages (skips what is there) ---
+bash scripts/setup.sh
 
 # --- the wasm module: crates/sam-wasm/pkg ---
 if [ "$build_wasm" = 1 ]; then
-  if [ -f scripts/build-wasm.sh ]; then
-    bash scripts/build-wasm.sh
-  else
-    if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -q '^wasm32-unknown-unknown$'; then
-      echo "== rustup target add wasm32-unknown-unknown"
-      rustup target add wasm32-unknown-unknown
-    fi
-    if ! command -v wasm-bindgen >/dev/null 2>&1 || ! wasm-bindgen --version | grep -q ' 0\.2\.130'; then
-      echo "== cargo install wasm-bindgen-cli 0.2.130"
-      cargo install wasm-bindgen-cli --version 0.2.130 --locked
-    fi
-    if ! command -v wasm-pack >/dev/null 2>&1; then
-      echo "== cargo install wasm-pack"
-      cargo install wasm-pack --locked
-    fi
-    echo "== wasm-pack build crates/sam-wasm (release, --target web)"
-    wasm-pack build crates/sam-wasm --release --target web --mode no-install
-  fi
+  bash scripts/build-wasm.sh
 fi
 if [ ! -f crates/sam-wasm/pkg/sam_wasm.js ]; then
   echo "crates/sam-wasm/pkg/sam_wasm.js is missing (the wasm build did not run or failed)" >&2
