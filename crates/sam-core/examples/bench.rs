@@ -1,8 +1,12 @@
-//! Times checkpoint loading, image embedding and one-click decoding, printing milliseconds.
+//! Times checkpoint loading, `set_image` (preprocessing + embedding) and one click (three
+//! masks at the image's size, read back to the host; and the decoder alone) on a synthetic
+//! 1024x768 image. Progress goes to stderr, one JSON object to stdout (milliseconds: median,
+//! min, max), the same fields as `scripts/bench_torch.py` prints for the official PyTorch code.
 //!
 //! ```text
 //! cargo run --release -p sam-core --example bench -- --model vit_b --device flex --runs 3
 //! ```
+//! `--clicks N` (default 10), `--width W --height H` (default 1024x768).
 //! `--model vit_b|vit_l|vit_h` builds a full-size checkpoint with random weights in memory
 //! (official keys and shapes; prompt encoder and decoder taken from the reference kit, as they
 //! are the same in every SAM), `--model mobile_sam|tiny` loads the reference kit's file, and
@@ -10,11 +14,13 @@
 
 use std::time::Instant;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
+use pollster::block_on;
 use sam_core::checkpoint::Checkpoint;
 use sam_core::modeling::image_encoder::ViTConfig;
-use sam_core::modeling::prompt_encoder::{LABEL_PAD, LABEL_POSITIVE};
-use sam_core::{ModelType, Sam};
+use sam_core::predictor::read_bool;
+use sam_core::preprocess::RgbImage;
+use sam_core::{ModelType, Prompt, Sam};
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -156,28 +162,58 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn stats(name: &str, v: &[f64]) {
+/// Prints one timing line and returns its JSON (`median_ms`, `min_ms`, `max_ms`, `runs`).
+fn stats(name: &str, v: &[f64]) -> serde_json::Value {
     let min = v.iter().cloned().fold(f64::INFINITY, f64::min);
     let max = v.iter().cloned().fold(0.0, f64::max);
-    println!(
-        "{name}: median {:.1} ms, min {:.1}, max {:.1} ({} runs)",
-        median(v.to_vec()),
-        min,
-        max,
+    let med = median(v.to_vec());
+    eprintln!(
+        "{name}: median {med:.1} ms, min {min:.1}, max {max:.1} ({} runs)",
         v.len()
     );
+    let r = |x: f64| (x * 100.0).round() / 100.0;
+    serde_json::json!({"median_ms": r(med), "min_ms": r(min), "max_ms": r(max), "runs": v.len()})
+}
+
+/// The synthetic test image (gradients and flat shapes), RGB, `width` x `height`.
+fn synthetic_image(width: usize, height: usize) -> RgbImage {
+    let mut data = Vec::with_capacity(width * height * 3);
+    for y in 0..height {
+        for x in 0..width {
+            let (u, v) = (x as f32 / width as f32, y as f32 / height as f32);
+            let disc = (u - 0.65).powi(2) + (v - 0.4).powi(2) < 0.03;
+            let rect = (0.1..0.4).contains(&u) && (0.55..0.85).contains(&v);
+            let px = if disc {
+                [230, 40, 40]
+            } else if rect {
+                [30, 200, 60]
+            } else {
+                [
+                    (40.0 + 180.0 * u) as u8,
+                    (30.0 + 200.0 * v) as u8,
+                    (200.0 - 150.0 * u * v) as u8,
+                ]
+            };
+            data.extend_from_slice(&px);
+        }
+    }
+    RgbImage::new(width, height, data).expect("image")
 }
 
 fn main() {
     let model = arg("--model").unwrap_or_else(|| "vit_b".into());
     let device_name = arg("--device").unwrap_or_else(|| "flex".into());
     let runs: usize = arg("--runs").and_then(|r| r.parse().ok()).unwrap_or(3);
+    let clicks: usize = arg("--clicks").and_then(|r| r.parse().ok()).unwrap_or(10);
+    let width: usize = arg("--width").and_then(|r| r.parse().ok()).unwrap_or(1024);
+    let height: usize = arg("--height").and_then(|r| r.parse().ok()).unwrap_or(768);
     let device = match device_name.as_str() {
         "flex" => Device::flex(),
         "wgpu" => Device::wgpu_options().init().expect("wgpu adapter"),
         other => panic!("unknown device {other}"),
     };
-    let bytes = match (arg("--checkpoint"), model.as_str()) {
+    let checkpoint = arg("--checkpoint");
+    let bytes = match (&checkpoint, model.as_str()) {
         (Some(path), _) => std::fs::read(path).expect("checkpoint file"),
         (None, "mobile_sam") => reference("mobile_sam_seed0.pth"),
         (None, "tiny") => reference("tiny_seed0.pth"),
@@ -189,7 +225,7 @@ fn main() {
                 .and_then(|m| m.vit_config())
                 .expect("--model vit_b|vit_l|vit_h|mobile_sam|tiny");
             let b = random_vit_checkpoint(&config);
-            println!(
+            eprintln!(
                 "built random {name} checkpoint: {:.0} MiB in {:.1} s",
                 b.len() as f64 / (1 << 20) as f64,
                 t.elapsed().as_secs_f64()
@@ -197,61 +233,63 @@ fn main() {
             b
         }
     };
-    println!(
-        "model {model}, device {device_name}, checkpoint {:.1} MiB",
-        bytes.len() as f64 / (1 << 20) as f64
-    );
+    let mut out = serde_json::json!({
+        "impl": "sam-core",
+        "model": model,
+        "device": device_name,
+        "checkpoint_mib": (bytes.len() as f64 / (1 << 20) as f64 * 10.0).round() / 10.0,
+        "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "image": [width, height],
+    });
     let rss_before = peak_rss_mib();
     let t = Instant::now();
     let sam = Sam::from_bytes(&bytes, None, &device).expect("load");
     device.sync().ok();
-    println!(
-        "load: {:.1} ms ({}); peak RSS {:.0} MiB before load, {:.0} MiB after",
-        t.elapsed().as_secs_f64() * 1e3,
-        sam.model_type,
-        rss_before,
-        peak_rss_mib()
-    );
+    out["load"] = stats("load", &[t.elapsed().as_secs_f64() * 1e3]);
+    out["peak_rss_mib_before_load"] = rss_before.round().into();
+    out["peak_rss_mib_after_load"] = peak_rss_mib().round().into();
+    out["model_type"] = sam.model_type.to_string().into();
     drop(bytes);
 
-    let input = Tensor::<4>::from_data(
-        TensorData::new(
-            (0..3 * 1024 * 1024)
-                .map(|i| ((i % 255) as f32 / 64.0) - 2.0)
-                .collect::<Vec<_>>(),
-            [1, 3, 1024, 1024],
-        ),
-        &device,
-    );
+    // set_image: preprocessing + embedding, read back to the host once to wait for it.
+    let image = synthetic_image(width, height);
     let mut embed_ms = Vec::new();
     let mut embedding = None;
     for _ in 0..runs {
         let t = Instant::now();
-        let e = sam.embed(input.clone()).unwrap();
-        let _ = e.to_data();
+        let e = sam.set_image(&image).expect("set_image");
+        let _ = e.features.clone().into_data();
         embed_ms.push(t.elapsed().as_secs_f64() * 1e3);
         embedding = Some(e);
     }
-    stats("embed", &embed_ms);
+    out["set_image"] = stats("set_image", &embed_ms);
     let embedding = embedding.unwrap();
 
+    // One click as a person makes it: three masks at the image's size, on the host.
+    let mut click_ms = Vec::new();
     let mut decode_ms = Vec::new();
-    for i in 0..runs.max(5) {
+    for i in 0..clicks.max(1) {
+        let prompt = Prompt {
+            points: vec![[500.0 + i as f32, 400.0]],
+            labels: vec![1],
+            multimask_output: true,
+            ..Default::default()
+        };
         let t = Instant::now();
-        let coords = Tensor::<3>::from_data(
-            TensorData::new(vec![500.0 + i as f32, 400.0, 0.0, 0.0], [1, 2, 2]),
-            &device,
-        );
-        let sparse = sam
-            .prompt_encoder
-            .embed_points(coords, &[vec![LABEL_POSITIVE, LABEL_PAD]])
-            .unwrap();
-        let dense = sam.prompt_encoder.no_mask_dense(1);
-        let out = sam.decode(embedding.clone(), sparse, dense).unwrap();
-        let (masks, iou) = out.select(true);
-        let _ = (masks.to_data(), iou.to_data());
+        let pred = sam.predict(&embedding, &prompt).expect("predict");
+        let (shape, _masks) = block_on(read_bool(pred.masks())).expect("masks");
+        let _ = pred.iou_predictions.into_data();
+        click_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(shape, [1, 3, height, width]);
+
+        // The decoder alone: low-res logits and IoU.
+        let t = Instant::now();
+        let pred = sam.predict(&embedding, &prompt).expect("predict");
+        let _ = (pred.low_res_logits.into_data(), pred.iou_predictions.into_data());
         decode_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    stats("decode (1 click, 3 masks, low-res)", &decode_ms);
-    println!("peak RSS {:.0} MiB", peak_rss_mib());
+    out["click_full_res"] = stats("click (3 masks at the image size, on the host)", &click_ms);
+    out["decode_low_res"] = stats("decode (3 low-res masks)", &decode_ms);
+    out["peak_rss_mib"] = peak_rss_mib().round().into();
+    println!("{out}");
 }

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark on this machine: the official PyTorch SAM on CPU
+# (scripts/bench_torch.py) and ours (sam-core's `bench` example), same random checkpoint,
+# same image size, same thread count. Prints both JSON objects and a table of ratios
+# (PyTorch time / our time: above 1 means we are faster). Not part of the tests.
+#
+# Usage: scripts/bench.sh [--model mobile_sam|vit_b|vit_l|vit_h] [--device flex|wgpu]
+#                         [--runs N] [--clicks N] [--threads N]
+# The first run installs CPU torch, segment-anything and mobilesam-mirror in a venv under
+# ~/.cache/sam-bench-venv (~4 GB, PyPI's torch wheel brings CUDA libraries it does not use
+# here) and, for vit_*, makes the random checkpoint with the reference kit's make_reference.py
+# into ~/.cache/sam-bench.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+model=mobile_sam device=flex runs=3 clicks=10 threads=$(nproc)
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --model) model=$2; shift 2 ;;
+    --device) device=$2; shift 2 ;;
+    --runs) runs=$2; shift 2 ;;
+    --clicks) clicks=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sam-target}"
+export SAM_REFERENCE_DIR="${SAM_REFERENCE_DIR:-$(cd .. && pwd)/shared/reference}"
+venv="$HOME/.cache/sam-bench-venv"
+cache="$HOME/.cache/sam-bench"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import torch, segment_anything, mobile_sam" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet torch torchvision numpy pillow safetensors segment-anything \
+    mobilesam-mirror timm pycocotools
+fi
+
+out=$(mktemp -d)
+echo "== official PyTorch ($model, $threads threads)" >&2
+"$venv/bin/python" scripts/bench_torch.py --model "$model" --threads "$threads" --runs "$runs" \
+  --clicks "$clicks" --cache "$cache" > "$out/torch.json"
+cat "$out/torch.json"
+ckpt=$("$venv/bin/python" -c "import json,sys; print(json.load(open(sys.argv[1]))['checkpoint'])" "$out/torch.json")
+
+echo "== sam-core ($model on $device)" >&2
+cargo build --release --quiet -p sam-core --example bench
+# burn's CPU backend runs on rayon: the same thread count as torch.
+RAYON_NUM_THREADS="$threads" "$CARGO_TARGET_DIR/release/examples/bench" --model "$model" \
+  --device "$device" --checkpoint "$ckpt" --runs "$runs" --clicks "$clicks" > "$out/ours.json"
+cat "$out/ours.json"
+
+"$venv/bin/python" - "$out/torch.json" "$out/ours.json" <<'EOF'
+import json, sys
+t, o = (json.load(open(p)) for p in sys.argv[1:3])
+print(f"\n{t['model']}, {t['threads']} threads, image {t['image'][0]}x{t['image'][1]}, ours on {o['device']}")
+print(f"| step | official PyTorch | ours | ratio (PyTorch / ours) |")
+print(f"| --- | --- | --- | --- |")
+for key, name in [("load", "load"), ("set_image", "set_image (embedding)"),
+                  ("click_full_res", "one click, 3 masks at full size")]:
+    a, b = t[key]["median_ms"], o[key]["median_ms"]
+    print(f"| {name} | {a:.1f} ms | {b:.1f} ms | {a / b:.2f}x |")
+print(f"| peak RSS | {t['peak_rss_mib']:.0f} MiB | {o['peak_rss_mib']:.0f} MiB | |")
+EOF
