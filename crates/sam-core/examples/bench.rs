@@ -285,7 +285,10 @@ fn main() {
         // The decoder alone: low-res logits and IoU.
         let t = Instant::now();
         let pred = sam.predict(&embedding, &prompt).expect("predict");
-        let _ = (pred.low_res_logits.into_data(), pred.iou_predictions.into_data());
+        let _ = (
+            pred.low_res_logits.into_data(),
+            pred.iou_predictions.into_data(),
+        );
         decode_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     out["click_full_res"] = stats("click (3 masks at the image size, on the host)", &click_ms);

@@ -365,15 +365,108 @@ fn bilinear(x: Tensor<4>, size: [usize; 2]) -> Tensor<4> {
 
 /// The official `Sam.postprocess_masks`: low-res logits `[B, C, 256, 256]` → bilinear to
 /// 1024 → crop to the resized input → bilinear to the original size `[B, C, H, W]`.
+///
+/// On the CPU backend the two resizes and the crop run as one separable resampling with the
+/// composed taps (at most 4 per axis, [`composite_taps`]): the same linear map, ~5x less work
+/// than two generic bilinear passes. Other devices run the official steps.
 pub fn postprocess_masks(
     low_res: Tensor<4>,
     input_size: (usize, usize),
     original_size: (usize, usize),
 ) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    if low_res.device() == Device::flex() {
+        return postprocess_masks_host(low_res, input_size, original_size);
+    }
     let [b, c, _, _] = low_res.dims();
     let masks = bilinear(low_res, [IMG_SIZE, IMG_SIZE]);
     let masks = masks.slice([0..b, 0..c, 0..input_size.0, 0..input_size.1]);
     bilinear(masks, [original_size.0, original_size.1])
+}
+
+/// [`postprocess_masks`] on host memory (the CPU backend's tensors live there).
+#[cfg(feature = "flex")]
+fn postprocess_masks_host(
+    low_res: Tensor<4>,
+    input_size: (usize, usize),
+    original_size: (usize, usize),
+) -> Tensor<4> {
+    let device = low_res.device();
+    let [b, c, in_h, in_w] = low_res.dims();
+    let (h, w) = original_size;
+    let src = low_res
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("float32 mask logits");
+    let ty = composite_taps(in_h, IMG_SIZE, input_size.0, h);
+    let tx = composite_taps(in_w, IMG_SIZE, input_size.1, w);
+    let mut out = vec![0f32; b * c * h * w];
+    let mut row = vec![0f32; in_w];
+    for (plane, dst) in src
+        .chunks_exact(in_h * in_w)
+        .zip(out.chunks_exact_mut(h * w))
+    {
+        for (taps, dst) in ty.iter().zip(dst.chunks_exact_mut(w)) {
+            row.fill(0.0);
+            for &(i, wt) in taps.iter().filter(|t| t.1 != 0.0) {
+                let line = &plane[i as usize * in_w..][..in_w];
+                row.iter_mut().zip(line).for_each(|(r, v)| *r += wt * v);
+            }
+            for (d, t) in dst.iter_mut().zip(&tx) {
+                *d = t[0].1 * row[t[0].0 as usize]
+                    + t[1].1 * row[t[1].0 as usize]
+                    + t[2].1 * row[t[2].0 as usize]
+                    + t[3].1 * row[t[3].0 as usize];
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(out, [b, c, h, w]), &device)
+}
+
+/// The taps of one bilinear resize (align_corners=False, as `F.interpolate`): for each of the
+/// `out_len` outputs, the two inputs and their weights.
+fn bilinear_taps(in_len: usize, out_len: usize) -> Vec<[(usize, f64); 2]> {
+    let scale = in_len as f64 / out_len as f64;
+    (0..out_len)
+        .map(|o| {
+            let src = ((o as f64 + 0.5) * scale - 0.5).max(0.0);
+            let i0 = (src.floor() as usize).min(in_len - 1);
+            let i1 = (i0 + 1).min(in_len - 1);
+            let l1 = src - i0 as f64;
+            [(i0, 1.0 - l1), (i1, l1)]
+        })
+        .collect()
+}
+
+/// One axis of [`postprocess_masks`] as a single resampling: bilinear `in_len` → `mid_len`,
+/// keep the first `crop` samples, bilinear `crop` → `out_len`. For each output, four
+/// (input index, weight) taps (repeated indices merged, unused ones weight 0).
+pub fn composite_taps(
+    in_len: usize,
+    mid_len: usize,
+    crop: usize,
+    out_len: usize,
+) -> Vec<[(u32, f32); 4]> {
+    let first = bilinear_taps(in_len, mid_len);
+    bilinear_taps(crop, out_len)
+        .into_iter()
+        .map(|outer| {
+            let mut taps = [(0u32, 0f64); 4];
+            let mut n = 0;
+            for (m, wm) in outer {
+                for (i, wi) in first[m] {
+                    match taps[..n].iter_mut().find(|t| t.0 == i as u32) {
+                        Some(t) => t.1 += wm * wi,
+                        None => {
+                            taps[n] = (i as u32, wm * wi);
+                            n += 1;
+                        }
+                    }
+                }
+            }
+            taps.map(|(i, w)| (i, w as f32))
+        })
+        .collect()
 }
 
 /// The ONNX wrapper's `mask_postprocessing`: like [`postprocess_masks`], with the resized

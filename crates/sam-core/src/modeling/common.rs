@@ -32,6 +32,16 @@ impl Linear {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         linear(x, self.weight.clone(), self.bias.clone())
     }
+
+    /// The weight as `[d_in, d_out]` (the transpose of the stored `[d_out, d_in]`).
+    pub fn weight(&self) -> Tensor<2> {
+        self.weight.clone()
+    }
+
+    /// The bias `[d_out]`, if any.
+    pub fn bias(&self) -> Option<Tensor<1>> {
+        self.bias.clone()
+    }
 }
 
 /// `nn.Conv2d` with square kernel, symmetric padding: `[B, C_in, H, W]` → `[B, C_out, H', W']`.
@@ -125,18 +135,32 @@ impl Conv2d {
 
 /// `nn.ConvTranspose2d(c_in, c_out, kernel_size=k, stride=k)` as used by SAM's upscaling:
 /// `[B, C_in, H, W]` → `[B, C_out, kH, kW]`. Weight stored `[C_in, C_out, k, k]`.
+///
+/// With kernel = stride, every input pixel gives its own k x k output patch: the layer is a
+/// matrix product per pixel ([`ConvTranspose2d::forward_pixels`]).
 #[derive(Clone, Debug)]
 pub struct ConvTranspose2d {
     weight: Tensor<4>,
     bias: Tensor<1>,
     options: ConvTransposeOptions<2>,
+    /// `[C_in, k·k·C_out]`, columns in (di, dj, c_out) order.
+    pixel_weight: Tensor<2>,
+    /// `[k·k·C_out]`.
+    pixel_bias: Tensor<1>,
 }
 
 impl ConvTranspose2d {
     pub fn new(w: &WeightLoader, c_in: usize, c_out: usize, k: usize) -> Result<Self> {
+        let weight = w.tensor("weight", [c_in, c_out, k, k])?;
+        let bias = w.tensor("bias", [c_out])?;
         Ok(Self {
-            weight: w.tensor("weight", [c_in, c_out, k, k])?,
-            bias: w.tensor("bias", [c_out])?,
+            pixel_weight: weight
+                .clone()
+                .permute([0, 2, 3, 1])
+                .reshape([c_in, k * k * c_out]),
+            pixel_bias: bias.clone().repeat_dim(0, k * k),
+            weight,
+            bias,
             options: ConvTransposeOptions::new([k, k], [0, 0], [0, 0], [1, 1], 1),
         })
     }
@@ -148,6 +172,13 @@ impl ConvTranspose2d {
             Some(self.bias.clone()),
             self.options.clone(),
         )
+    }
+
+    /// The same layer on pixels in channels-last rows: `[B, N, C_in]` → `[B, N, k·k·C_out]`,
+    /// each row the (di, dj, c_out) output patch of its input pixel (output pixel
+    /// `(k·i + di, k·j + dj)` of input pixel `(i, j)`).
+    pub fn forward_pixels(&self, x: Tensor<3>) -> Tensor<3> {
+        linear(x, self.pixel_weight.clone(), Some(self.pixel_bias.clone()))
     }
 }
 

@@ -4,7 +4,7 @@
 use burn::tensor::Tensor;
 use burn::tensor::activation::{gelu, relu};
 
-use super::common::{ConvTranspose2d, LayerNorm2d, Linear};
+use super::common::{ConvTranspose2d, LayerNorm, Linear};
 use super::transformer::TwoWayTransformer;
 use crate::error::Result;
 use crate::weights::WeightLoader;
@@ -19,7 +19,8 @@ pub struct MaskDecoder {
     /// `[5, 256]`: the IoU token, then the 4 mask tokens.
     output_tokens: Tensor<2>,
     upscale_conv0: ConvTranspose2d,
-    upscale_norm1: LayerNorm2d,
+    /// `LayerNorm2d` (eps 1e-6), applied to channels-last pixels.
+    upscale_norm1: LayerNorm,
     upscale_conv3: ConvTranspose2d,
     output_hypernetworks_mlps: Vec<Mlp>,
     iou_prediction_head: Mlp,
@@ -56,7 +57,7 @@ impl MaskDecoder {
             transformer: TwoWayTransformer::new(&w.pb("transformer"), 2, dim, 8, 2048)?,
             output_tokens: Tensor::cat(vec![iou_token, mask_tokens], 0),
             upscale_conv0: ConvTranspose2d::new(&up.pb(0), dim, dim / 4, 2)?,
-            upscale_norm1: LayerNorm2d::new(&up.pb(1), dim / 4)?,
+            upscale_norm1: LayerNorm::new(&up.pb(1), dim / 4, 1e-6)?,
             upscale_conv3: ConvTranspose2d::new(&up.pb(3), dim / 4, dim / 8, 2)?,
             output_hypernetworks_mlps: (0..NUM_MASK_TOKENS)
                 .map(|i| {
@@ -112,10 +113,17 @@ impl MaskDecoder {
         let (hs, src) = self.transformer.forward(src, pos_src, tokens);
         let iou_token_out: Tensor<2> = hs.clone().narrow(1, 0, 1).squeeze_dim(1);
 
-        let src = src.swap_dims(1, 2).reshape([b, c, h, w]);
-        let up = gelu(self.upscale_norm1.forward(self.upscale_conv0.forward(src)));
-        let upscaled = gelu(self.upscale_conv3.forward(up));
-        let [_, uc, uh, uw] = upscaled.dims();
+        // output_upscaling (ConvT 2x2/2, LayerNorm2d, GELU, ConvT 2x2/2, GELU) pixel by pixel,
+        // channels last: `src` rows are the pixels (i, j); after the two layers the rows are
+        // (i, j, di, dj) and the columns (ei, ej, channel), for the output pixel
+        // (4i + 2di + ei, 4j + 2dj + ej).
+        let up = self
+            .upscale_conv0
+            .forward_pixels(src) // [B, hw, 4·c/4]
+            .reshape([b, h * w * 4, c / 4]);
+        let up = gelu(self.upscale_norm1.forward(up));
+        let up = gelu(self.upscale_conv3.forward_pixels(up)); // [B, 4hw, 4·c/8]
+        let up = up.reshape([b, h * w * 16, c / 8]);
 
         let hyper_in = Tensor::stack::<3>(
             self.output_hypernetworks_mlps
@@ -124,10 +132,15 @@ impl MaskDecoder {
                 .map(|(i, mlp)| mlp.forward(hs.clone().narrow(1, 1 + i, 1).squeeze_dim::<2>(1)))
                 .collect(),
             1,
-        );
-        let masks = hyper_in
-            .matmul(upscaled.reshape([b, uc, uh * uw]))
-            .reshape([b, NUM_MASK_TOKENS, uh, uw]);
+        ); // [B, 4, c/8]
+        let t = NUM_MASK_TOKENS;
+        let masks = up
+            .matmul(hyper_in.swap_dims(1, 2)) // [B, (i, j, di, dj, ei, ej), t]
+            .reshape([b, h, w, 2, 2, 4 * t])
+            .permute([0, 1, 3, 2, 4, 5]) // [B, i, di, j, dj, (ei, ej, t)]
+            .reshape([b, 2 * h, 2 * w, 2, 2, t])
+            .permute([0, 5, 1, 3, 2, 4]) // [B, t, 2i + di, ei, 2j + dj, ej]
+            .reshape([b, t, 4 * h, 4 * w]);
         DecoderOutput {
             low_res_masks: masks,
             iou_predictions: self.iou_prediction_head.forward(iou_token_out),
