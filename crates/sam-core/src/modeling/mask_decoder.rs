@@ -2,9 +2,9 @@
 //! embeddings → low-res mask logits `[B, 4, 256, 256]` and IoU predictions `[B, 4]`.
 
 use burn::tensor::Tensor;
-use burn::tensor::activation::{gelu, relu};
+use burn::tensor::activation::relu;
 
-use super::common::{ConvTranspose2d, LayerNorm, Linear};
+use super::common::{ConvTranspose2d, LayerNorm, Linear, gelu};
 use super::transformer::TwoWayTransformer;
 use crate::error::Result;
 use crate::weights::WeightLoader;

@@ -6,10 +6,10 @@
 //! Every `Conv2d_BN` (a bias-free convolution followed by an eval-mode `BatchNorm2d`) is folded
 //! into one convolution with bias when the weights are loaded, see [`conv2d_bn`].
 
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::common::{Conv2d, Conv2dSpec, LayerNorm, LayerNorm2d, Linear};
+use super::common::{Conv2d, Conv2dSpec, LayerNorm, LayerNorm2d, Linear, gelu};
 use super::image_encoder::{window_partition, window_unpartition};
 use crate::checkpoint::Checkpoint;
 use crate::error::{Result, SamError};
