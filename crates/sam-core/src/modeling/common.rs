@@ -294,6 +294,19 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     activation::gelu(x)
 }
 
+/// The same tensor with its values laid out row-major. burn has no operation for it: on the
+/// CPU backend a transposed view makes every later element-wise op take a scalar strided
+/// path, so there the values are copied once through host memory (a tiled transpose). Other
+/// backends read strided layouts in their kernels: there it is the identity.
+pub fn contiguous<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if x.device() == Device::flex() {
+        let device = x.device();
+        return Tensor::from_data(x.into_data(), &device);
+    }
+    x
+}
+
 /// [`gelu`] on host values.
 pub fn gelu_in_place(values: &mut [f32]) {
     fn run(chunk: &mut [f32]) {
@@ -341,8 +354,8 @@ mod tests {
         let device = Device::flex();
         let xs: Vec<f32> = (0..200_001).map(|i| -12.0 + i as f32 * 1.2e-4).collect();
         let x = Tensor::<1>::from_data(TensorData::new(xs.clone(), [xs.len()]), &device);
-        let ours = gelu(x.clone()).into_data().to_vec::<f32>().unwrap();
-        let burns = activation::gelu(x).into_data().to_vec::<f32>().unwrap();
+        let ours = gelu(x.clone()).into_data().try_to_vec::<f32>().unwrap();
+        let burns = activation::gelu(x).into_data().try_to_vec::<f32>().unwrap();
         let max = ours
             .iter()
             .zip(&burns)

@@ -4,7 +4,7 @@
 use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 
-use super::common::{Activation, LayerNorm, Linear, MlpBlock};
+use super::common::{Activation, LayerNorm, Linear, MlpBlock, contiguous};
 use crate::error::Result;
 use crate::weights::WeightLoader;
 
@@ -49,8 +49,9 @@ impl TwoWayTransformer {
         image_pe: Tensor<4>,
         point_embedding: Tensor<3>,
     ) -> (Tensor<3>, Tensor<3>) {
-        let keys: Tensor<3> = image_embedding.flatten::<3>(2, 3).swap_dims(1, 2);
-        let key_pe: Tensor<3> = image_pe.flatten::<3>(2, 3).swap_dims(1, 2);
+        // [B, C, H, W] → rows of pixels [B, HW, C], materialised once.
+        let keys: Tensor<3> = contiguous(image_embedding.flatten::<3>(2, 3).swap_dims(1, 2));
+        let key_pe: Tensor<3> = contiguous(image_pe.flatten::<3>(2, 3).swap_dims(1, 2));
         let mut queries = point_embedding.clone();
         let mut keys = keys;
         for layer in &self.layers {
