@@ -84,6 +84,23 @@ impl<'c, 'a> WeightLoader<'c, 'a> {
         Ok(tensor)
     }
 
+    /// Loads `name` (stored with `shape`) with its axes permuted by `perm` (as
+    /// `Tensor::permute`), laid out row-major on the device: a weight that is used transposed
+    /// is rearranged once, here, instead of at every call.
+    pub fn tensor_permuted<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+        perm: [usize; D],
+    ) -> Result<Tensor<D>> {
+        let values = self.ckpt.read_f32_shaped(&self.key(name), &shape)?;
+        let out_shape = perm.map(|p| shape[p]);
+        let values = permute_host(&values, &shape, &perm);
+        let tensor = Tensor::from_data(TensorData::new(values, out_shape), self.device);
+        self.loaded();
+        Ok(tensor)
+    }
+
     /// Loads an integer tensor's values (e.g. index buffers) to the host.
     pub fn ints(&self, name: &str) -> Result<Vec<i64>> {
         let values = self.ckpt.read_i64(&self.key(name))?;
@@ -109,5 +126,77 @@ impl KeyShapes<'_, '_> {
         self.ckpt
             .info(&format!("{}{}", self.prefix, name))
             .map(|i| i.shape.clone())
+    }
+}
+
+/// Row-major `values` of `shape`, with the axes permuted by `perm`, row-major again.
+fn permute_host(values: &[f32], shape: &[usize], perm: &[usize]) -> Vec<f32> {
+    let d = shape.len();
+    let mut in_strides = vec![1usize; d];
+    for i in (0..d.saturating_sub(1)).rev() {
+        in_strides[i] = in_strides[i + 1] * shape[i + 1];
+    }
+    let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+    let strides: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
+    if d == 2 && perm == [1, 0] {
+        // A blocked transpose (the Linear weights, most of a checkpoint).
+        let (rows, cols) = (shape[0], shape[1]);
+        let mut out = vec![0f32; values.len()];
+        const T: usize = 32;
+        for r0 in (0..rows).step_by(T) {
+            for c0 in (0..cols).step_by(T) {
+                for r in r0..(r0 + T).min(rows) {
+                    for c in c0..(c0 + T).min(cols) {
+                        out[c * rows + r] = values[r * cols + c];
+                    }
+                }
+            }
+        }
+        return out;
+    }
+    let mut out = Vec::with_capacity(values.len());
+    let mut idx = vec![0usize; d];
+    for _ in 0..values.len() {
+        out.push(values[idx.iter().zip(&strides).map(|(i, s)| i * s).sum::<usize>()]);
+        for k in (0..d).rev() {
+            idx[k] += 1;
+            if idx[k] < out_shape[k] {
+                break;
+            }
+            idx[k] = 0;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::permute_host;
+
+    #[test]
+    fn permute_host_matches_index_arithmetic() {
+        let shape = [2usize, 3, 4, 5];
+        let values: Vec<f32> = (0..120).map(|v| v as f32).collect();
+        let out = permute_host(&values, &shape, &[0, 2, 3, 1]);
+        // out[a, c, d, b] = in[a, b, c, d]
+        for a in 0..2 {
+            for b in 0..3 {
+                for c in 0..4 {
+                    for d in 0..5 {
+                        assert_eq!(
+                            out[((a * 4 + c) * 5 + d) * 3 + b],
+                            values[((a * 3 + b) * 4 + c) * 5 + d]
+                        );
+                    }
+                }
+            }
+        }
+        let t: Vec<f32> = (0..70 * 33).map(|v| v as f32).collect();
+        let out = permute_host(&t, &[70, 33], &[1, 0]);
+        for r in 0..70 {
+            for c in 0..33 {
+                assert_eq!(out[c * 70 + r], t[r * 33 + c]);
+            }
+        }
     }
 }

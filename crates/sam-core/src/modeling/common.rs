@@ -2,8 +2,8 @@
 //! torch.nn layers it uses), each loaded from official state-dict keys.
 
 use burn::tensor::activation::{self, relu};
-use burn::tensor::module::{conv_transpose2d, conv2d, layer_norm, linear};
-use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+use burn::tensor::module::{conv2d, layer_norm, linear};
+use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
 use crate::error::Result;
@@ -17,9 +17,9 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// Loads `weight` (stored `[d_out, d_in]`) and, if `bias`, `bias` `[d_out]`.
+    /// Loads `weight` (stored `[d_out, d_in]`, kept transposed) and, if `bias`, `bias` `[d_out]`.
     pub fn new(w: &WeightLoader, d_in: usize, d_out: usize, bias: bool) -> Result<Self> {
-        let weight = w.tensor("weight", [d_out, d_in])?.transpose();
+        let weight = w.tensor_permuted("weight", [d_out, d_in], [1, 0])?;
         let bias = if bias {
             Some(w.tensor("bias", [d_out])?)
         } else {
@@ -133,16 +133,12 @@ impl Conv2d {
     }
 }
 
-/// `nn.ConvTranspose2d(c_in, c_out, kernel_size=k, stride=k)` as used by SAM's upscaling:
-/// `[B, C_in, H, W]` → `[B, C_out, kH, kW]`. Weight stored `[C_in, C_out, k, k]`.
-///
-/// With kernel = stride, every input pixel gives its own k x k output patch: the layer is a
-/// matrix product per pixel ([`ConvTranspose2d::forward_pixels`]).
+/// `nn.ConvTranspose2d(c_in, c_out, kernel_size=k, stride=k)` as used by SAM's upscaling
+/// (weight stored `[C_in, C_out, k, k]`). With kernel = stride every input pixel gives its own
+/// k x k output patch, so the layer is a matrix product per pixel, on channels-last rows
+/// ([`ConvTranspose2d::forward_pixels`]).
 #[derive(Clone, Debug)]
 pub struct ConvTranspose2d {
-    weight: Tensor<4>,
-    bias: Tensor<1>,
-    options: ConvTransposeOptions<2>,
     /// `[C_in, k·k·C_out]`, columns in (di, dj, c_out) order.
     pixel_weight: Tensor<2>,
     /// `[k·k·C_out]`.
@@ -151,32 +147,16 @@ pub struct ConvTranspose2d {
 
 impl ConvTranspose2d {
     pub fn new(w: &WeightLoader, c_in: usize, c_out: usize, k: usize) -> Result<Self> {
-        let weight = w.tensor("weight", [c_in, c_out, k, k])?;
-        let bias = w.tensor("bias", [c_out])?;
         Ok(Self {
-            pixel_weight: weight
-                .clone()
-                .permute([0, 2, 3, 1])
+            pixel_weight: w
+                .tensor_permuted("weight", [c_in, c_out, k, k], [0, 2, 3, 1])?
                 .reshape([c_in, k * k * c_out]),
-            pixel_bias: bias.clone().repeat_dim(0, k * k),
-            weight,
-            bias,
-            options: ConvTransposeOptions::new([k, k], [0, 0], [0, 0], [1, 1], 1),
+            pixel_bias: w.tensor("bias", [c_out])?.repeat_dim(0, k * k),
         })
     }
 
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        conv_transpose2d(
-            x,
-            self.weight.clone(),
-            Some(self.bias.clone()),
-            self.options.clone(),
-        )
-    }
-
-    /// The same layer on pixels in channels-last rows: `[B, N, C_in]` → `[B, N, k·k·C_out]`,
-    /// each row the (di, dj, c_out) output patch of its input pixel (output pixel
-    /// `(k·i + di, k·j + dj)` of input pixel `(i, j)`).
+    /// `[B, N, C_in]` pixels → `[B, N, k·k·C_out]`: each row the (di, dj, c_out) output patch
+    /// of its input pixel (output pixel `(k·i + di, k·j + dj)` of input pixel `(i, j)`).
     pub fn forward_pixels(&self, x: Tensor<3>) -> Tensor<3> {
         linear(x, self.pixel_weight.clone(), Some(self.pixel_bias.clone()))
     }
