@@ -401,15 +401,16 @@ fn postprocess_masks_host(
     let ty = composite_taps(in_h, IMG_SIZE, input_size.0, h);
     let tx = composite_taps(in_w, IMG_SIZE, input_size.1, w);
     let mut out = vec![0f32; b * c * h * w];
-    let mut row = vec![0f32; in_w];
-    for (plane, dst) in src
-        .chunks_exact(in_h * in_w)
-        .zip(out.chunks_exact_mut(h * w))
-    {
-        for (taps, dst) in ty.iter().zip(dst.chunks_exact_mut(w)) {
+    // Blocks of output rows, each with its own temporary row; on all cores natively.
+    const ROWS: usize = 32;
+    let resample = |(k, block): (usize, &mut [f32])| {
+        let (plane, y0) = (k / h.div_ceil(ROWS), (k % h.div_ceil(ROWS)) * ROWS);
+        let src = &src[plane * in_h * in_w..][..in_h * in_w];
+        let mut row = vec![0f32; in_w];
+        for (taps, dst) in ty[y0..].iter().zip(block.chunks_exact_mut(w)) {
             row.fill(0.0);
             for &(i, wt) in taps.iter().filter(|t| t.1 != 0.0) {
-                let line = &plane[i as usize * in_w..][..in_w];
+                let line = &src[i as usize * in_w..][..in_w];
                 row.iter_mut().zip(line).for_each(|(r, v)| *r += wt * v);
             }
             for (d, t) in dst.iter_mut().zip(&tx) {
@@ -419,7 +420,19 @@ fn postprocess_masks_host(
                     + t[3].1 * row[t[3].0 as usize];
             }
         }
+    };
+    // Blocks never straddle two planes: each plane is split on its own.
+    let blocks = out
+        .chunks_mut(h * w)
+        .flat_map(|plane| plane.chunks_mut(ROWS * w))
+        .enumerate();
+    #[cfg(not(target_family = "wasm"))]
+    {
+        use rayon::prelude::*;
+        blocks.par_bridge().for_each(resample);
     }
+    #[cfg(target_family = "wasm")]
+    blocks.for_each(resample);
     Tensor::from_data(TensorData::new(out, [b, c, h, w]), &device)
 }
 
