@@ -5,7 +5,10 @@
 # (PyTorch time / our time: above 1 means we are faster). Not part of the tests.
 #
 # Usage: scripts/bench.sh [--model mobile_sam|vit_b|vit_l|vit_h] [--device flex|wgpu]
-#                         [--runs N] [--clicks N] [--threads N]
+#                         [--runs N] [--clicks N] [--threads N] [--malloc-tuned]
+# --malloc-tuned runs both with glibc's malloc keeping freed memory (MALLOC_MMAP_THRESHOLD_,
+# MALLOC_TRIM_THRESHOLD_): by default every large temporary is a fresh mmap, whose page faults
+# and unmapping cost both implementations ~40% of an embedding on this 2-core machine.
 # The first run installs CPU torch, segment-anything and mobilesam-mirror in a venv under
 # ~/.cache/sam-bench-venv (~4 GB, PyPI's torch wheel brings CUDA libraries it does not use
 # here) and, for vit_*, makes the random checkpoint with the reference kit's make_reference.py
@@ -21,6 +24,9 @@ while [ $# -gt 0 ]; do
     --runs) runs=$2; shift 2 ;;
     --clicks) clicks=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
+    --malloc-tuned)
+      export MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296
+      shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
