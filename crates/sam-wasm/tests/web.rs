@@ -251,6 +251,12 @@ async fn check_case(seg: &Segmenter, backend: &str, case: &str, prompt: JsValue)
          {flips} of {} mask pixels differ",
         c * hw
     );
+    // One JSON line per measurement (`grep '^BENCH '` in the test output).
+    console_log!(
+        "BENCH {{\"backend\":\"{backend}\",\"case\":\"{case}\",\"click_ms\":{ms:.1},\"width\":{},\"height\":{}}}",
+        mask_shape[2],
+        mask_shape[1]
+    );
     let tol = tol(backend);
     assert!(iou_err <= tol.iou, "{case}: IoU error {iou_err}");
     assert!(low_err <= tol.low_res, "{case}: low-res error {low_err}");
@@ -298,6 +304,10 @@ async fn reference_cases(backend: &str) {
     let embed_err = max_abs_diff(&ours.data, &theirs);
     console_log!(
         "{backend}: load {load_ms:.0} ms, setImage {embed_ms:.0} ms, |d embedding| {embed_err:.2e}"
+    );
+    console_log!(
+        "BENCH {{\"backend\":\"{backend}\",\"model\":\"tiny_seed0\",\"load_ms\":{load_ms:.1},\"set_image_ms\":{embed_ms:.1},\"wasm_memory_mib\":{:.1}}}",
+        wasm_memory_bytes() / 1048576.0
     );
     assert!(
         embed_err <= tol(backend).embed,
