@@ -9,12 +9,15 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Bool, BoolStore, DType, Device, Tensor, TensorData};
 
+use std::sync::OnceLock;
+
 use crate::Sam;
 use crate::error::{Result, SamError};
 use crate::modeling::mask_decoder::NUM_MASK_TOKENS;
 use crate::modeling::prompt_encoder::{
     LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_NEGATIVE, LABEL_PAD, LABEL_POSITIVE,
 };
+use crate::modeling::transformer::ImageKeys;
 use crate::npy;
 use crate::preprocess::{self, IMG_SIZE, RgbImage};
 
@@ -33,6 +36,9 @@ pub struct ImageEmbedding {
     pub original_size: (usize, usize),
     /// (height, width) after ResizeLongestSide, before padding.
     pub input_size: (usize, usize),
+    /// The decoder's prompt-independent work on `features`, made at the first prompt without
+    /// a mask input and reused by the next ones ([`Sam::image_keys`]).
+    decoder_keys: OnceLock<ImageKeys>,
 }
 
 impl ImageEmbedding {
@@ -66,6 +72,7 @@ impl ImageEmbedding {
             features: Tensor::from_data(TensorData::new(array.data, [1, 256, 64, 64]), device),
             original_size,
             input_size: preprocess::preprocess_shape(h, w, IMG_SIZE),
+            decoder_keys: OnceLock::new(),
         })
     }
 }
@@ -157,6 +164,7 @@ impl Sam {
             features: self.embed(input)?,
             original_size: (image.height, image.width),
             input_size,
+            decoder_keys: OnceLock::new(),
         })
     }
 
@@ -172,13 +180,23 @@ impl Sam {
             device,
         );
         let sparse = self.prompt_encoder.embed_points(coords, &[labels])?;
-        let dense = match &prompt.mask_input {
-            Some(mask) => self.prompt_encoder.embed_masks(mask_tensor(mask, device)?),
-            None => self.prompt_encoder.no_mask_dense(1),
+        let out = match &prompt.mask_input {
+            Some(mask) => {
+                let dense = self.prompt_encoder.embed_masks(mask_tensor(mask, device)?);
+                self.decode(emb.features.clone(), sparse, dense)?
+            }
+            None => {
+                let keys = match emb.decoder_keys.get() {
+                    Some(keys) => keys,
+                    None => {
+                        let keys = self.image_keys(emb.features.clone())?;
+                        emb.decoder_keys.get_or_init(|| keys)
+                    }
+                };
+                self.decode_with(keys, sparse)?
+            }
         };
-        let (low_res, iou) = self
-            .decode(emb.features.clone(), sparse, dense)?
-            .select(prompt.multimask_output);
+        let (low_res, iou) = out.select(prompt.multimask_output);
         Ok(Prediction {
             logits: postprocess_masks(low_res.clone(), emb.input_size, emb.original_size),
             iou_predictions: iou,

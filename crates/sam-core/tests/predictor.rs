@@ -360,3 +360,38 @@ fn bad_prompts_are_errors_not_panics() {
     let pred = sam.predict(&emb, &clamped).unwrap();
     assert_eq!(pred.logits.dims(), [1, 1, 6, 8]);
 }
+
+/// The decoder on an image prepared once (`image_keys` + `decode_with`, what `predict` uses
+/// without a mask input) gives what the plain `decode` gives, for a batch of prompts too.
+#[test]
+fn prepared_image_decodes_like_plain_decode() {
+    let device = Device::flex();
+    let sam = Sam::from_bytes(&read("tiny_seed0.pth"), None, &device).unwrap();
+    let features = Tensor::<4>::random(
+        [1, 256, 64, 64],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let coords = points_tensor(
+        vec![[500.0, 400.0], [0.0, 0.0], [120.0, 700.0], [0.0, 0.0]],
+        &device,
+    )
+    .reshape([2, 2, 2]);
+    let labels = [vec![1, -1], vec![1, -1]];
+    let sparse = sam.prompt_encoder.embed_points(coords, &labels).unwrap();
+    let plain = sam
+        .decode(
+            features.clone(),
+            sparse.clone(),
+            sam.prompt_encoder.no_mask_dense(2),
+        )
+        .unwrap();
+    let keys = sam.image_keys(features).unwrap();
+    let prepared = sam.decode_with(&keys, sparse).unwrap();
+    let low = max_err(&host(prepared.low_res_masks), &host(plain.low_res_masks));
+    let iou = max_err(
+        &host(prepared.iou_predictions),
+        &host(plain.iou_predictions),
+    );
+    assert!(low < 1e-3 && iou < 1e-5, "low-res {low}, IoU {iou}");
+}

@@ -5,7 +5,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 
 use super::common::{ConvTranspose2d, LayerNorm, Linear, gelu};
-use super::transformer::TwoWayTransformer;
+use super::transformer::{ImageKeys, TwoWayTransformer};
 use crate::error::Result;
 use crate::weights::WeightLoader;
 
@@ -93,16 +93,7 @@ impl MaskDecoder {
     ) -> DecoderOutput {
         let [b, _, c] = sparse.dims();
         let [eb, _, h, w] = image_embeddings.dims();
-        let tokens = Tensor::cat(
-            vec![
-                self.output_tokens
-                    .clone()
-                    .unsqueeze::<3>()
-                    .expand([b, 5, c]),
-                sparse,
-            ],
-            1,
-        );
+        let tokens = self.tokens(sparse);
         let src = if eb == b {
             image_embeddings
         } else {
@@ -111,6 +102,48 @@ impl MaskDecoder {
         let src = src + dense;
         let pos_src = image_pe.expand([b, c, h, w]);
         let (hs, src) = self.transformer.forward(src, pos_src, tokens);
+        self.output(hs, src, (h, w))
+    }
+
+    /// The prompt-independent work of [`MaskDecoder::forward`] for one image:
+    /// `image_embeddings` `[1, 256, 64, 64]` plus the dense prompt `dense` `[1, 256, 64, 64]`
+    /// (the no-mask embedding: a mask input changes it per prompt), with `image_pe`.
+    pub fn image_keys(
+        &self,
+        image_embeddings: Tensor<4>,
+        image_pe: Tensor<4>,
+        dense: Tensor<4>,
+    ) -> ImageKeys {
+        self.transformer
+            .image_keys(image_embeddings + dense, image_pe)
+    }
+
+    /// [`MaskDecoder::forward`] for `B` prompts `sparse` `[B, N, 256]` on an image prepared
+    /// by [`MaskDecoder::image_keys`].
+    pub fn forward_with(&self, image: &ImageKeys, sparse: Tensor<3>) -> DecoderOutput {
+        let (hs, src) = self.transformer.forward_with(image, self.tokens(sparse));
+        self.output(hs, src, image.size())
+    }
+
+    /// The decoder's tokens `[B, 5 + N, 256]`: IoU token, mask tokens, then the prompts.
+    fn tokens(&self, sparse: Tensor<3>) -> Tensor<3> {
+        let [b, _, c] = sparse.dims();
+        Tensor::cat(
+            vec![
+                self.output_tokens
+                    .clone()
+                    .unsqueeze::<3>()
+                    .expand([b, 5, c]),
+                sparse,
+            ],
+            1,
+        )
+    }
+
+    /// Masks and IoU from the transformer's tokens `hs` `[B, 5 + N, C]` and image rows
+    /// `src` `[B, hw, C]` of an `h` x `w` embedding.
+    fn output(&self, hs: Tensor<3>, src: Tensor<3>, (h, w): (usize, usize)) -> DecoderOutput {
+        let [b, _, c] = hs.dims();
         let iou_token_out: Tensor<2> = hs.clone().narrow(1, 0, 1).squeeze_dim(1);
 
         // output_upscaling (ConvT 2x2/2, LayerNorm2d, GELU, ConvT 2x2/2, GELU) pixel by pixel,

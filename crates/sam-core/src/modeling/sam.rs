@@ -11,6 +11,7 @@ use super::image_encoder::{ImageEncoderViT, ViTConfig};
 use super::mask_decoder::{DecoderOutput, MaskDecoder};
 use super::prompt_encoder::PromptEncoder;
 use super::tiny_vit::TinyViT;
+use super::transformer::ImageKeys;
 use crate::checkpoint::{ByteSource, Checkpoint};
 use crate::error::{Result, SamError};
 use crate::weights::WeightLoader;
@@ -244,6 +245,34 @@ impl Sam {
     /// The dense positional encoding `[1, 256, 64, 64]` (the official `get_dense_pe()`).
     pub fn image_pe(&self) -> Tensor<4> {
         self.image_pe.clone()
+    }
+
+    /// The prompt-independent decoder work for one image embedding `[1, 256, 64, 64]` without
+    /// a mask input (see [`Sam::decode_with`]).
+    pub fn image_keys(&self, embedding: Tensor<4>) -> Result<ImageKeys> {
+        let e = embedding.dims();
+        if e != [1, 256, 64, 64] {
+            return Err(SamError::Input(format!(
+                "image embedding {e:?} (expected [1, 256, 64, 64])"
+            )));
+        }
+        Ok(self.mask_decoder.image_keys(
+            embedding,
+            self.image_pe(),
+            self.prompt_encoder.no_mask_dense(1),
+        ))
+    }
+
+    /// [`Sam::decode`] with no mask input, on an image prepared once by [`Sam::image_keys`]:
+    /// `sparse` `[B, N, 256]`. Same outputs, without the first layer's image-side work.
+    pub fn decode_with(&self, image: &ImageKeys, sparse: Tensor<3>) -> Result<DecoderOutput> {
+        let s = sparse.dims();
+        if s[2] != 256 {
+            return Err(SamError::Input(format!(
+                "decoder sparse prompts {s:?} (expected [B, N, 256])"
+            )));
+        }
+        Ok(self.mask_decoder.forward_with(image, sparse))
     }
 
     /// Decodes `B` prompts on one image embedding: all four mask tokens. `sparse`

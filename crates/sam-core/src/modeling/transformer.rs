@@ -41,6 +41,59 @@ impl TwoWayTransformer {
         })
     }
 
+    /// What the first layer computes from the image alone: `image_embedding` `[1, C, H, W]`
+    /// (with the dense prompt added) and `image_pe` `[1, C, H, W]` as pixel rows, and the
+    /// attention projections of the image side of its two cross-attentions.
+    pub fn image_keys(&self, image_embedding: Tensor<4>, image_pe: Tensor<4>) -> ImageKeys {
+        let [_, _, h, w] = image_embedding.dims();
+        let keys: Tensor<3> = contiguous(image_embedding.flatten::<3>(2, 3).swap_dims(1, 2));
+        let key_pe: Tensor<3> = contiguous(image_pe.flatten::<3>(2, 3).swap_dims(1, 2));
+        let first = &self.layers[0];
+        let k = keys.clone() + key_pe.clone();
+        let t2i = &first.cross_attn_token_to_image;
+        let i2t = &first.cross_attn_image_to_token;
+        ImageKeys {
+            t2i_k: t2i.separate_heads(t2i.k_proj.forward(k.clone())),
+            t2i_v: t2i.separate_heads(t2i.v_proj.forward(keys.clone())),
+            i2t_q: i2t.separate_heads(i2t.q_proj.forward(k)),
+            keys,
+            key_pe,
+            size: (h, w),
+        }
+    }
+
+    /// [`TwoWayTransformer::forward`] on an image whose first-layer work is done
+    /// ([`TwoWayTransformer::image_keys`]), for `B` prompts `point_embedding` `[B, N, C]`.
+    pub fn forward_with(
+        &self,
+        image: &ImageKeys,
+        point_embedding: Tensor<3>,
+    ) -> (Tensor<3>, Tensor<3>) {
+        let (mut queries, mut keys) =
+            self.layers[0].forward_first(point_embedding.clone(), image, &point_embedding);
+        for layer in &self.layers[1..] {
+            (queries, keys) = layer.forward(queries, keys, &point_embedding, &image.key_pe);
+        }
+        self.finish(queries, keys, point_embedding, &image.key_pe)
+    }
+
+    /// The final token-to-image attention and norm.
+    fn finish(
+        &self,
+        queries: Tensor<3>,
+        keys: Tensor<3>,
+        point_embedding: Tensor<3>,
+        key_pe: &Tensor<3>,
+    ) -> (Tensor<3>, Tensor<3>) {
+        let q = queries.clone() + point_embedding;
+        let k = keys.clone() + key_pe.clone();
+        let attn_out = self
+            .final_attn_token_to_image
+            .tokens_to_image(q, k, keys.clone());
+        let queries = self.norm_final_attn.forward(queries + attn_out);
+        (queries, keys)
+    }
+
     /// `image_embedding`, `image_pe` `[B, C, H, W]`, `point_embedding` `[B, N, C]` →
     /// (processed tokens `[B, N, C]`, processed image `[B, HW, C]`).
     pub fn forward(
@@ -57,13 +110,32 @@ impl TwoWayTransformer {
         for layer in &self.layers {
             (queries, keys) = layer.forward(queries, keys, &point_embedding, &key_pe);
         }
-        let q = queries.clone() + point_embedding;
-        let k = keys.clone() + key_pe;
-        let attn_out = self
-            .final_attn_token_to_image
-            .tokens_to_image(q, k, keys.clone());
-        let queries = self.norm_final_attn.forward(queries + attn_out);
-        (queries, keys)
+        self.finish(queries, keys, point_embedding, &key_pe)
+    }
+}
+
+/// The prompt-independent part of the first two-way layer for one image (batch 1): the same
+/// for every prompt without a mask input, so it is computed once per image
+/// ([`TwoWayTransformer::image_keys`]).
+#[derive(Clone, Debug)]
+pub struct ImageKeys {
+    /// The image (embedding + dense prompt) as pixel rows `[1, HW, C]`.
+    keys: Tensor<3>,
+    /// The positional encoding as pixel rows `[1, HW, C]`.
+    key_pe: Tensor<3>,
+    /// First layer, token-to-image keys and values per head `[1, heads, HW, hd]`.
+    t2i_k: Tensor<4>,
+    t2i_v: Tensor<4>,
+    /// First layer, image-to-token queries per head `[1, heads, HW, hd]`.
+    i2t_q: Tensor<4>,
+    /// (H, W) of the embedding.
+    size: (usize, usize),
+}
+
+impl ImageKeys {
+    /// (H, W) of the image embedding.
+    pub fn size(&self) -> (usize, usize) {
+        self.size
     }
 }
 
@@ -110,6 +182,41 @@ impl TwoWayAttentionBlock {
             )?,
             skip_first_layer_pe,
         })
+    }
+
+    /// [`TwoWayAttentionBlock::forward`] of the first layer (no positional encoding in its
+    /// self-attention) with the image side already projected.
+    fn forward_first(
+        &self,
+        queries: Tensor<3>,
+        image: &ImageKeys,
+        query_pe: &Tensor<3>,
+    ) -> (Tensor<3>, Tensor<3>) {
+        debug_assert!(self.skip_first_layer_pe);
+        let queries = self
+            .self_attn
+            .forward(queries.clone(), queries.clone(), queries);
+        let queries = self.norm1.forward(queries);
+        let q = queries.clone() + query_pe.clone();
+        let queries = self.norm2.forward(
+            queries
+                + self
+                    .cross_attn_token_to_image
+                    .tokens_to_projected(q, &image.t2i_k, &image.t2i_v),
+        );
+        let queries = self
+            .norm3
+            .forward(queries.clone() + self.mlp.forward(queries));
+        let q = queries.clone() + query_pe.clone();
+        let keys = self.norm4.forward(
+            image.keys.clone()
+                + self.cross_attn_image_to_token.projected_to_tokens(
+                    &image.i2t_q,
+                    q,
+                    queries.clone(),
+                ),
+        );
+        (queries, keys)
     }
 
     fn forward(
@@ -265,6 +372,38 @@ impl Attention {
         let out = pv.matmul(self.v_heads.clone()) + self.v_bias_heads.clone(); // [B, nh, Nq, hd]
         self.out_proj
             .forward(out.swap_dims(1, 2).reshape([b, nq, nh * hd]))
+    }
+
+    /// [`Attention::forward`] for tokens `q` `[B, Nq, C]` over image keys and values already
+    /// projected and split into heads (`k`, `v` `[1, heads, Nk, hd]`) → `[B, Nq, C]`.
+    fn tokens_to_projected(&self, q: Tensor<3>, k: &Tensor<4>, v: &Tensor<4>) -> Tensor<3> {
+        let q = self.separate_heads(self.q_proj.forward(q)); // [B, nh, Nq, hd]
+        let [b, nh, nq, hd] = q.dims();
+        let attn = q
+            .matmul(k.clone().swap_dims(2, 3))
+            .div_scalar((hd as f64).sqrt());
+        let out = softmax(attn, 3).matmul(v.clone()); // [B, nh, Nq, hd]
+        self.out_proj
+            .forward(out.swap_dims(1, 2).reshape([b, nq, nh * hd]))
+    }
+
+    /// [`Attention::image_to_tokens`] with the image queries already projected and split into
+    /// heads (`q` `[1, heads, Nq, hd]`), over tokens `k`, `v` `[B, Nk, C]` → `[B, Nq, C]`.
+    fn projected_to_tokens(&self, q: &Tensor<4>, k: Tensor<3>, v: Tensor<3>) -> Tensor<3> {
+        let [b, nk, _] = k.dims();
+        let [_, nh, nq, hd] = q.dims();
+        let dim = self.out_bias.dims()[2];
+        let k = self.separate_heads(self.k_proj.forward(k)); // [B, nh, Nk, hd]
+        let attn = q
+            .clone()
+            .matmul(k.swap_dims(2, 3))
+            .div_scalar((hd as f64).sqrt()); // [B, nh, Nq, Nk]
+        let attn = softmax(attn, 3).swap_dims(1, 2).reshape([b, nq, nh * nk]);
+        let v = self.separate_heads(self.v_proj.forward(v)); // [B, nh, Nk, hd]
+        let n = v
+            .matmul(self.out_heads.clone()) // [B, nh, Nk, dim]
+            .reshape([b, nh * nk, dim]);
+        attn.matmul(n) + self.out_bias.clone()
     }
 
     /// [`Attention::forward`] for many queries (the image, `q` `[B, Nq, C]`) over few keys
