@@ -212,8 +212,7 @@ fn main() {
         "wgpu" => Device::wgpu_options().init().expect("wgpu adapter"),
         other => panic!("unknown device {other}"),
     };
-    let checkpoint = arg("--checkpoint");
-    let bytes = match (&checkpoint, model.as_str()) {
+    let bytes = match (arg("--checkpoint"), model.as_str()) {
         (Some(path), _) => std::fs::read(path).expect("checkpoint file"),
         (None, "mobile_sam") => reference("mobile_sam_seed0.pth"),
         (None, "tiny") => reference("tiny_seed0.pth"),

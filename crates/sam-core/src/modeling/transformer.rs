@@ -46,8 +46,8 @@ impl TwoWayTransformer {
     /// attention projections of the image side of its two cross-attentions.
     pub fn image_keys(&self, image_embedding: Tensor<4>, image_pe: Tensor<4>) -> ImageKeys {
         let [_, _, h, w] = image_embedding.dims();
-        let keys: Tensor<3> = contiguous(image_embedding.flatten::<3>(2, 3).swap_dims(1, 2));
-        let key_pe: Tensor<3> = contiguous(image_pe.flatten::<3>(2, 3).swap_dims(1, 2));
+        let keys = pixel_rows(image_embedding);
+        let key_pe = pixel_rows(image_pe);
         let first = &self.layers[0];
         let k = keys.clone() + key_pe.clone();
         let t2i = &first.cross_attn_token_to_image;
@@ -102,9 +102,8 @@ impl TwoWayTransformer {
         image_pe: Tensor<4>,
         point_embedding: Tensor<3>,
     ) -> (Tensor<3>, Tensor<3>) {
-        // [B, C, H, W] → rows of pixels [B, HW, C], materialised once.
-        let keys: Tensor<3> = contiguous(image_embedding.flatten::<3>(2, 3).swap_dims(1, 2));
-        let key_pe: Tensor<3> = contiguous(image_pe.flatten::<3>(2, 3).swap_dims(1, 2));
+        let keys = pixel_rows(image_embedding);
+        let key_pe = pixel_rows(image_pe);
         let mut queries = point_embedding.clone();
         let mut keys = keys;
         for layer in &self.layers {
@@ -112,6 +111,11 @@ impl TwoWayTransformer {
         }
         self.finish(queries, keys, point_embedding, &key_pe)
     }
+}
+
+/// `[B, C, H, W]` → rows of pixels `[B, HW, C]`, materialised once.
+fn pixel_rows(x: Tensor<4>) -> Tensor<3> {
+    contiguous(x.flatten::<3>(2, 3).swap_dims(1, 2))
 }
 
 /// The prompt-independent part of the first two-way layer for one image (batch 1): the same
@@ -392,18 +396,13 @@ impl Attention {
     fn projected_to_tokens(&self, q: &Tensor<4>, k: Tensor<3>, v: Tensor<3>) -> Tensor<3> {
         let [b, nk, _] = k.dims();
         let [_, nh, nq, hd] = q.dims();
-        let dim = self.out_bias.dims()[2];
         let k = self.separate_heads(self.k_proj.forward(k)); // [B, nh, Nk, hd]
         let attn = q
             .clone()
             .matmul(k.swap_dims(2, 3))
             .div_scalar((hd as f64).sqrt()); // [B, nh, Nq, Nk]
         let attn = softmax(attn, 3).swap_dims(1, 2).reshape([b, nq, nh * nk]);
-        let v = self.separate_heads(self.v_proj.forward(v)); // [B, nh, Nk, hd]
-        let n = v
-            .matmul(self.out_heads.clone()) // [B, nh, Nk, dim]
-            .reshape([b, nh * nk, dim]);
-        attn.matmul(n) + self.out_bias.clone()
+        self.attend_tokens(attn, v)
     }
 
     /// [`Attention::forward`] for many queries (the image, `q` `[B, Nq, C]`) over few keys
@@ -431,10 +430,19 @@ impl Attention {
             .reshape([b, 1, nh * nk]);
         let attn = (q.matmul(m) + c).div_scalar((hd as f64).sqrt()); // [B, Nq, nh·Nk]
         let attn = softmax(attn.reshape([b, nq, nh, nk]), 3).reshape([b, nq, nh * nk]);
+        self.attend_tokens(attn, v)
+    }
+
+    /// The output of many queries over few tokens from their attention weights `attn`
+    /// `[B, Nq, heads·Nk]` and the tokens' values `v` `[B, Nk, C]`: `Σ_h P_h (v_h W_out,h)`
+    /// plus the output bias → `[B, Nq, C]`.
+    fn attend_tokens(&self, attn: Tensor<3>, v: Tensor<3>) -> Tensor<3> {
+        let [b, nk, _] = v.dims();
+        let dim = self.out_bias.dims()[2];
         let v = self.separate_heads(self.v_proj.forward(v)); // [B, nh, Nk, hd]
         let n = v
             .matmul(self.out_heads.clone()) // [B, nh, Nk, dim]
-            .reshape([b, nh * nk, dim]);
+            .reshape([b, self.num_heads * nk, dim]);
         attn.matmul(n) + self.out_bias.clone()
     }
 }
