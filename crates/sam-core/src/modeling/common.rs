@@ -6,6 +6,7 @@ use burn::tensor::module::{conv2d, layer_norm, linear};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
+use super::cpu;
 use crate::error::Result;
 use crate::weights::WeightLoader;
 
@@ -124,12 +125,77 @@ impl Conv2d {
 
     /// `[B, C_in, H, W]` → `[B, C_out, H', W']`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        conv2d(
+        self.forward_then(x, false)
+    }
+
+    /// `gelu(conv(x))`: `[B, C_in, H, W]` → `[B, C_out, H', W']`, fused where it can be.
+    pub fn forward_gelu(&self, x: Tensor<4>) -> Tensor<4> {
+        self.forward_then(x, true)
+    }
+
+    fn forward_then(&self, x: Tensor<4>, then_gelu: bool) -> Tensor<4> {
+        #[cfg(feature = "flex")]
+        let x = match self.depthwise_on_host(x, then_gelu) {
+            Ok(y) => return y,
+            Err(x) => x,
+        };
+        let y = conv2d(
             x,
             self.weight.clone(),
             self.bias.clone(),
             self.options.clone(),
-        )
+        );
+        if then_gelu { gelu(y) } else { y }
+    }
+
+    /// On the CPU backend a depthwise convolution (one filter per channel) runs on host
+    /// memory with its bias and the optional GELU fused ([`cpu::depthwise_conv2d`]); `Err`
+    /// gives `x` back for every other case.
+    #[cfg(feature = "flex")]
+    fn depthwise_on_host(
+        &self,
+        x: Tensor<4>,
+        gelu: bool,
+    ) -> std::result::Result<Tensor<4>, Tensor<4>> {
+        let [c_out, per_group, k, _] = self.weight.dims();
+        let [b, c, h, w] = x.dims();
+        let o = &self.options;
+        let depthwise = per_group == 1 && o.groups == c && c_out == c;
+        if x.device() != Device::flex()
+            || !depthwise
+            || o.stride[0] != o.stride[1]
+            || o.padding[0] != o.padding[1]
+            || o.padding[0].0 != o.padding[0].1
+            || o.dilation != [1, 1]
+        {
+            return Err(x);
+        }
+        let device = x.device();
+        let data = x.into_data();
+        if data.dtype() != DType::F32 {
+            return Err(Tensor::from_data(data, &device));
+        }
+        let host = |t: TensorData| t.convert::<f32>().try_into_vec::<f32>().expect("f32 data");
+        let weight = host(self.weight.to_data());
+        let bias = match &self.bias {
+            Some(bias) => host(bias.to_data()),
+            None => vec![0.0; c],
+        };
+        let d = cpu::Depthwise {
+            channels: c,
+            height: h,
+            width: w,
+            kernel: k,
+            stride: o.stride[0],
+            padding: o.padding[0].0,
+        };
+        let values = data.try_into_vec::<f32>().expect("f32 tensor data");
+        let out = cpu::depthwise_conv2d(&values, &weight, &bias, d, gelu);
+        let (oh, ow) = d.out_hw();
+        Ok(Tensor::from_data(
+            TensorData::new(out, [b, c, oh, ow]),
+            &device,
+        ))
     }
 }
 
@@ -255,7 +321,7 @@ impl MlpBlock {
 /// Exact (erf) GELU, as `nn.GELU()`: `x · (1 + erf(x / √2)) / 2`, any shape.
 ///
 /// On the CPU backend the values are computed in place on the host with a rational erf that
-/// the compiler vectorises ([`erf_f32`]), on all cores natively; burn's own CPU kernel calls a
+/// the compiler vectorises ([`cpu::erf_f32`]), on all cores natively; burn's own CPU kernel calls a
 /// scalar `erff` per value, which took ~15% of a click and of an embedding. Other devices use
 /// burn's `gelu`.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
@@ -268,7 +334,7 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
             return activation::gelu(Tensor::from_data(data, &device));
         }
         let mut values = data.try_into_vec::<f32>().expect("f32 tensor data");
-        gelu_in_place(&mut values);
+        cpu::gelu_in_place(&mut values);
         return Tensor::from_data(TensorData::new(values, dims), &device);
     }
     activation::gelu(x)
@@ -285,75 +351,6 @@ pub fn contiguous<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         return Tensor::from_data(x.into_data(), &device);
     }
     x
-}
-
-/// [`gelu`] on host values.
-pub fn gelu_in_place(values: &mut [f32]) {
-    #[cfg(not(target_family = "wasm"))]
-    if values.len() >= 1 << 16 {
-        use rayon::prelude::*;
-        values.par_chunks_mut(1 << 14).for_each(gelu_chunk);
-        return;
-    }
-    gelu_chunk(values)
-}
-
-/// [`gelu_in_place`] on one chunk, with the widest vectors the processor has (x86-64 builds
-/// target SSE2 unless told otherwise; the AVX2 and AVX-512 copies are chosen at run time).
-fn gelu_chunk(values: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the processor has AVX-512F.
-            unsafe { gelu_avx512(values) };
-            return;
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the processor has AVX2.
-            unsafe { gelu_avx2(values) };
-            return;
-        }
-    }
-    gelu_values(values)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn gelu_avx512(values: &mut [f32]) {
-    gelu_values(values)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn gelu_avx2(values: &mut [f32]) {
-    gelu_values(values)
-}
-
-#[inline(always)]
-fn gelu_values(values: &mut [f32]) {
-    for v in values {
-        *v = 0.5 * *v * (1.0 + erf_f32(*v * std::f32::consts::FRAC_1_SQRT_2));
-    }
-}
-
-/// erf for `f32`: the rational approximation of degree 13/8 on [-4, 4] that Eigen and XLA use
-/// for float32 (within 1e-7 of erf; beyond ±4 erf rounds to ±1 in single precision). Plain
-/// multiply-adds: `mul_add` is a library call on targets without FMA.
-#[inline(always)]
-pub fn erf_f32(x: f32) -> f32 {
-    let x = x.clamp(-4.0, 4.0);
-    let x2 = x * x;
-    let p = x2 * -2.726_142_4e-10 + 2.770_681_5e-8;
-    let p = x2 * p + -2.101_024e-6;
-    let p = x2 * p + -5.692_506_2e-5;
-    let p = x2 * p + -7.349_906_4e-4;
-    let p = x2 * p + -2.954_6e-3;
-    let p = x2 * p + -1.609_603_3e-2;
-    let q = x2 * -1.456_607_15e-5 + -2.133_740_5e-4;
-    let q = x2 * q + -1.682_827e-3;
-    let q = x2 * q + -7.373_329_3e-3;
-    let q = x2 * q + -1.426_473_9e-2;
-    x * p / q
 }
 
 #[cfg(test)]
@@ -375,19 +372,5 @@ mod tests {
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
         assert!(max < 2e-6, "max |ours - burn| = {max}");
-    }
-
-    #[test]
-    fn erf_known_values() {
-        for (x, e) in [
-            (0.0f32, 0.0f32),
-            (0.5, 0.520_499_9),
-            (1.0, 0.842_700_8),
-            (2.0, 0.995_322_3),
-            (-3.0, -0.999_977_9),
-            (10.0, 1.0),
-        ] {
-            assert!((erf_f32(x) - e).abs() < 2e-7, "erf({x}) = {}", erf_f32(x));
-        }
     }
 }

@@ -271,7 +271,7 @@ impl PatchEmbed {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.conv2.forward(gelu(self.conv0.forward(x)))
+        self.conv2.forward(self.conv0.forward_gelu(x))
     }
 }
 
@@ -298,8 +298,8 @@ impl MBConv {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = gelu(self.conv1.forward(x.clone()));
-        let y = gelu(self.conv2.forward(y));
+        let y = self.conv1.forward_gelu(x.clone());
+        let y = self.conv2.forward_gelu(y);
         gelu(self.conv3.forward(y) + x)
     }
 }
@@ -330,8 +330,8 @@ impl PatchMerging {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = gelu(self.conv1.forward(x));
-        let x = gelu(self.conv2.forward(x));
+        let x = self.conv1.forward_gelu(x);
+        let x = self.conv2.forward_gelu(x);
         self.conv3.forward(x)
     }
 }
