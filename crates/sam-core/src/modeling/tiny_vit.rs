@@ -6,7 +6,8 @@
 //! Every `Conv2d_BN` (a bias-free convolution followed by an eval-mode `BatchNorm2d`) is folded
 //! into one convolution with bias when the weights are loaded, see [`conv2d_bn`].
 
-use burn::tensor::activation::softmax;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::common::{Conv2d, Conv2dSpec, LayerNorm, LayerNorm2d, Linear, gelu};
@@ -397,9 +398,13 @@ impl Attention {
         let q = qkv.clone().narrow(3, 0, kd);
         let k = qkv.clone().narrow(3, kd, kd);
         let v = qkv.narrow(3, 2 * kd, d);
-        let attn = q.matmul(k.swap_dims(2, 3)).mul_scalar(self.scale) + self.bias.clone();
-        let attn = softmax(attn, 3);
-        let x = attn.matmul(v).swap_dims(1, 2).reshape([b, n, nh * d]);
+        let options = AttentionModuleOptions {
+            scale: Some(self.scale),
+            softcap: None,
+            is_causal: false,
+        };
+        let x = attention(q, k, v, None, Some(self.bias.clone()), options);
+        let x = x.swap_dims(1, 2).reshape([b, n, nh * d]);
         self.proj.forward(x)
     }
 }
