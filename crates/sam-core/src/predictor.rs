@@ -412,10 +412,8 @@ fn postprocess_masks_host(
     let device = low_res.device();
     let [b, c, in_h, in_w] = low_res.dims();
     let (h, w) = original_size;
-    let src = low_res
-        .into_data()
-        .try_into_vec::<f32>()
-        .expect("float32 mask logits");
+    let data = low_res.into_data();
+    let src = data.as_slice::<f32>().expect("float32 mask logits");
     let ty = composite_taps(in_h, IMG_SIZE, input_size.0, h);
     let tx = composite_taps(in_w, IMG_SIZE, input_size.1, w);
     let mut out = vec![0f32; b * c * h * w];

@@ -189,8 +189,8 @@ impl Conv2d {
             stride: o.stride[0],
             padding: o.padding[0].0,
         };
-        let values = data.try_into_vec::<f32>().expect("f32 tensor data");
-        let out = cpu::depthwise_conv2d(&values, &weight, &bias, d, gelu);
+        let values = data.as_slice::<f32>().expect("f32 tensor data");
+        let out = cpu::depthwise_conv2d(values, &weight, &bias, d, gelu);
         let (oh, ow) = d.out_hw();
         Ok(Tensor::from_data(
             TensorData::new(out, [b, c, oh, ow]),
@@ -328,14 +328,13 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     #[cfg(feature = "flex")]
     if x.device() == Device::flex() {
         let device = x.device();
-        let dims = x.dims();
-        let data = x.into_data();
+        let mut data = x.into_data();
         if data.dtype() != DType::F32 {
             return activation::gelu(Tensor::from_data(data, &device));
         }
-        let mut values = data.try_into_vec::<f32>().expect("f32 tensor data");
-        cpu::gelu_in_place(&mut values);
-        return Tensor::from_data(TensorData::new(values, dims), &device);
+        // In place: `try_into_vec` would copy (the backend's buffers are over-aligned).
+        cpu::gelu_in_place(data.as_mut_slice::<f32>().expect("f32 tensor data"));
+        return Tensor::from_data(data, &device);
     }
     activation::gelu(x)
 }

@@ -192,6 +192,152 @@ fn depthwise_plane(x: &[f32], w: &[f32], bias: f32, d: Depthwise, out: &mut [f32
     }
 }
 
+/// `exp` for `f32`, vectorisable (no library call): `2^n · e^r` with `n` the nearest integer to
+/// `x·log2(e)` (the 1.5·2²³ rounding trick, which also leaves `n` in the low bits), `r` by a
+/// two-constant Cody-Waite reduction and `e^r` by Cephes' degree-6 polynomial for `expf`
+/// (within 2 ulp). Inputs below -87.3 give ~1e-38 instead of 0, which is the same to a softmax.
+#[inline(always)]
+pub fn exp_f32(x: f32) -> f32 {
+    const SHIFT: f32 = 12_582_912.0; // 1.5 · 2^23
+    let x = x.clamp(-87.3, 88.7);
+    let t = x * std::f32::consts::LOG2_E + SHIFT;
+    let n = t - SHIFT;
+    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let p = r * 1.987_569_1e-4 + 1.398_2e-3;
+    let p = r * p + 8.333_452e-3;
+    let p = r * p + 4.166_579_6e-2;
+    let p = r * p + 1.666_666_5e-1;
+    let p = r * p + 5.000_000_1e-1;
+    let e_r = p * r * r + r + 1.0;
+    // 2^n: n sits in t's low mantissa bits, offset by 0x4B40_0000.
+    let two_n = f32::from_bits((t.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127)) << 23);
+    e_r * two_n
+}
+
+/// Shape of a [`window_attention`]: `heads` heads of `key_dim` (q and k) and `val_dim` (v)
+/// over windows of `tokens` tokens.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WindowAttention {
+    pub heads: usize,
+    pub key_dim: usize,
+    pub val_dim: usize,
+    pub tokens: usize,
+    pub scale: f32,
+}
+
+/// TinyViT's attention core on host memory: for every window and head,
+/// `softmax(q·kᵀ·scale + bias) · v`. q, k and v are read in place from the qkv projection
+/// `[windows, tokens, heads·(2·key_dim + val_dim)]` (per head `[q | k | v]`, the official
+/// split) and the result is written as `[windows, tokens, heads·val_dim]`, ready for the
+/// output projection: no copies for the head split or merge. `bias` is `[heads, tokens,
+/// tokens]`. The two products go through gemm (the kernel burn's CPU backend uses) and the
+/// softmax through the vectorised [`exp_f32`]; burn-flex's own attention takes a scalar `expf`
+/// per score.
+pub fn window_attention(qkv: &[f32], bias: &[f32], a: WindowAttention) -> Vec<f32> {
+    let (nh, kd, d, n) = (a.heads, a.key_dim, a.val_dim, a.tokens);
+    let row = nh * (2 * kd + d);
+    assert!(
+        n > 0 && qkv.len() % (n * row) == 0,
+        "window attention qkv shape"
+    );
+    assert_eq!(bias.len(), nh * n * n, "window attention bias shape");
+    let windows = qkv.len() / (n * row);
+    let mut out = vec![0.0f32; windows * n * nh * d];
+    let run = |scores: &mut Vec<f32>, (win, out): (usize, &mut [f32])| {
+        let qkv = &qkv[win * n * row..(win + 1) * n * row];
+        for h in 0..nh {
+            let base = h * (2 * kd + d);
+            // SAFETY: every operand lies inside `qkv`, `scores` or this window's `out`, with
+            // the strides given (rows of `row` values; k read transposed).
+            unsafe {
+                gemm::gemm(
+                    n,
+                    n,
+                    kd,
+                    scores.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    qkv.as_ptr().add(base),
+                    1,
+                    row as isize,
+                    qkv.as_ptr().add(base + kd),
+                    row as isize,
+                    1,
+                    0.0,
+                    a.scale,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            let b = &bias[h * n * n..(h + 1) * n * n];
+            widest(
+                #[inline(always)]
+                || softmax_rows_with_bias(scores, b, n),
+            );
+            unsafe {
+                gemm::gemm(
+                    n,
+                    d,
+                    n,
+                    out.as_mut_ptr().add(h * d),
+                    1,
+                    (nh * d) as isize,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    n as isize,
+                    qkv.as_ptr().add(base + 2 * kd),
+                    1,
+                    row as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        }
+    };
+    let window_out = n * nh * d;
+    #[cfg(not(target_family = "wasm"))]
+    out.par_chunks_mut(window_out)
+        .enumerate()
+        .for_each_init(|| vec![0.0f32; n * n], run);
+    #[cfg(target_family = "wasm")]
+    {
+        let mut scores = vec![0.0f32; n * n];
+        out.chunks_mut(window_out)
+            .enumerate()
+            .for_each(|item| run(&mut scores, item));
+    }
+    out
+}
+
+/// Row-wise `softmax(scores + bias)` over rows of `n`, in place.
+#[inline(always)]
+fn softmax_rows_with_bias(scores: &mut [f32], bias: &[f32], n: usize) {
+    for (s, b) in scores.chunks_exact_mut(n).zip(bias.chunks_exact(n)) {
+        let mut max = f32::NEG_INFINITY;
+        for (v, &bv) in s.iter_mut().zip(b) {
+            *v += bv;
+            max = max.max(*v);
+        }
+        let mut sum = 0.0f32;
+        for v in s.iter_mut() {
+            *v = exp_f32(*v - max);
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        for v in s.iter_mut() {
+            *v *= inv;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +418,62 @@ mod tests {
             let got_gelu = depthwise_conv2d(&x, &w, &b, d, true);
             for (g, e) in got_gelu.iter().zip(&want_gelu) {
                 assert!((g - e).abs() < 1e-5, "{d:?} with GELU: {g} vs {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn exp_is_within_two_ulp() {
+        let mut worst = 0.0f64;
+        for i in 0..=200_000 {
+            let x = -87.0 + i as f32 * (175.0 / 200_000.0);
+            let want = (x as f64).exp();
+            let rel = ((exp_f32(x) as f64 - want) / want).abs();
+            worst = worst.max(rel);
+        }
+        assert!(worst < 2.5e-7, "max relative error {worst}");
+        assert_eq!(exp_f32(0.0), 1.0);
+        assert!(exp_f32(-1000.0) < 1e-37 && exp_f32(f32::NEG_INFINITY) < 1e-37);
+    }
+
+    #[test]
+    fn window_attention_matches_the_definition() {
+        let (windows, nh, kd, d, n) = (3, 2, 4, 5, 7);
+        let row = nh * (2 * kd + d);
+        let val = |i: usize| ((i * 7919 % 1000) as f32 / 250.0) - 2.0;
+        let qkv: Vec<f32> = (0..windows * n * row).map(val).collect();
+        let bias: Vec<f32> = (0..nh * n * n).map(|i| val(i + 3) / 2.0).collect();
+        let a = WindowAttention {
+            heads: nh,
+            key_dim: kd,
+            val_dim: d,
+            tokens: n,
+            scale: 0.5,
+        };
+        let got = window_attention(&qkv, &bias, a);
+        assert_eq!(got.len(), windows * n * nh * d);
+        for w in 0..windows {
+            for h in 0..nh {
+                let at = |t: usize, c: usize| qkv[(w * n + t) * row + h * (2 * kd + d) + c] as f64;
+                for i in 0..n {
+                    let logits: Vec<f64> = (0..n)
+                        .map(|j| {
+                            let dot: f64 = (0..kd).map(|c| at(i, c) * at(j, kd + c)).sum();
+                            dot * 0.5 + bias[(h * n + i) * n + j] as f64
+                        })
+                        .collect();
+                    let max = logits.iter().cloned().fold(f64::MIN, f64::max);
+                    let e: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+                    let sum: f64 = e.iter().sum();
+                    for c in 0..d {
+                        let want: f64 = (0..n).map(|j| e[j] / sum * at(j, 2 * kd + c)).sum();
+                        let g = got[(w * n + i) * nh * d + h * d + c] as f64;
+                        assert!(
+                            (g - want).abs() < 1e-5,
+                            "window {w} head {h} token {i}: {g} vs {want}"
+                        );
+                    }
+                }
             }
         }
     }

@@ -1,6 +1,7 @@
 //! The SAM network, one file per official module.
 
 pub mod common;
+#[cfg(feature = "flex")]
 pub mod cpu;
 pub mod image_encoder;
 pub mod mask_decoder;

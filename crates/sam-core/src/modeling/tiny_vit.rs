@@ -8,9 +8,13 @@
 
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
+#[cfg(feature = "flex")]
+use burn::tensor::{DType, Device};
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::common::{Conv2d, Conv2dSpec, LayerNorm, LayerNorm2d, Linear, gelu};
+#[cfg(feature = "flex")]
+use super::cpu;
 use super::image_encoder::{window_partition, window_unpartition};
 use crate::checkpoint::Checkpoint;
 use crate::error::{Result, SamError};
@@ -389,12 +393,14 @@ impl Attention {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, n, _] = x.dims();
         let (nh, kd, d) = (self.num_heads, self.key_dim, self.d);
+        let qkv = self.qkv.forward(self.norm.forward(x));
+        #[cfg(feature = "flex")]
+        let qkv = match self.attend_on_host(qkv) {
+            Ok(x) => return self.proj.forward(x),
+            Err(qkv) => qkv,
+        };
         // (B, N, heads, 2kd+d) → (B, heads, N, 2kd+d)
-        let qkv = self
-            .qkv
-            .forward(self.norm.forward(x))
-            .reshape([b, n, nh, 2 * kd + d])
-            .swap_dims(1, 2);
+        let qkv = qkv.reshape([b, n, nh, 2 * kd + d]).swap_dims(1, 2);
         let q = qkv.clone().narrow(3, 0, kd);
         let k = qkv.clone().narrow(3, kd, kd);
         let v = qkv.narrow(3, 2 * kd, d);
@@ -406,6 +412,35 @@ impl Attention {
         let x = attention(q, k, v, None, Some(self.bias.clone()), options);
         let x = x.swap_dims(1, 2).reshape([b, n, nh * d]);
         self.proj.forward(x)
+    }
+
+    /// On the CPU backend, the attention core from the qkv projection `[B, N, heads·(2kd+d)]`
+    /// to `[B, N, heads·d]` runs on host memory ([`cpu::window_attention`]); `Err` gives `qkv`
+    /// back elsewhere.
+    #[cfg(feature = "flex")]
+    fn attend_on_host(&self, qkv: Tensor<3>) -> std::result::Result<Tensor<3>, Tensor<3>> {
+        let device = qkv.device();
+        if device != Device::flex() || qkv.dtype() != DType::F32 {
+            return Err(qkv);
+        }
+        let [b, n, _] = qkv.dims();
+        let a = cpu::WindowAttention {
+            heads: self.num_heads,
+            key_dim: self.key_dim,
+            val_dim: self.d,
+            tokens: n,
+            scale: self.scale as f32,
+        };
+        let (qkv, bias) = (qkv.into_data(), self.bias.to_data());
+        let out = cpu::window_attention(
+            qkv.as_slice::<f32>().expect("f32 tensor data"),
+            bias.as_slice::<f32>().expect("f32 tensor data"),
+            a,
+        );
+        Ok(Tensor::from_data(
+            TensorData::new(out, [b, n, self.num_heads * self.d]),
+            &device,
+        ))
     }
 }
 
