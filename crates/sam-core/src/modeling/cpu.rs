@@ -100,19 +100,6 @@ impl Depthwise {
         let out = |n: usize| (n + 2 * self.padding - self.kernel) / self.stride + 1;
         (out(self.height), out(self.width))
     }
-
-    /// Output positions `o` (half-open) whose input index `o·stride + k - padding` is inside
-    /// `0..n`, for kernel offset `k`.
-    fn valid(&self, k: usize, n: usize, out_n: usize) -> (usize, usize) {
-        let (s, p) = (self.stride, self.padding);
-        let lo = p.saturating_sub(k).div_ceil(s);
-        let hi = if n + p > k {
-            (n + p - k).div_ceil(s).min(out_n)
-        } else {
-            0
-        };
-        (lo.min(hi), hi)
-    }
 }
 
 /// Depthwise convolution of NCHW planes: `input` `[B, C, H, W]`, `weight` `[C, k, k]`, `bias`
@@ -136,6 +123,10 @@ pub fn depthwise_conv2d(
     );
     assert_eq!(weight.len(), c * k * k, "depthwise weight shape");
     assert_eq!(bias.len(), c, "depthwise bias shape");
+    assert!(
+        d.height + 2 * d.padding >= k && d.width + 2 * d.padding >= k && d.stride > 0,
+        "depthwise kernel larger than the padded input"
+    );
     let (oh, ow) = d.out_hw();
     let planes = input.len() / plane;
     let mut out = vec![0.0f32; planes * oh * ow];
@@ -160,31 +151,59 @@ pub fn depthwise_conv2d(
 fn depthwise_plane(x: &[f32], w: &[f32], bias: f32, d: Depthwise, out: &mut [f32], gelu: bool) {
     let (k, s, p) = (d.kernel, d.stride, d.padding);
     let (oh, ow) = d.out_hw();
+    // Output columns whose every tap is inside the image: `a..b`.
+    let a = p.div_ceil(s).min(ow);
+    let b = if d.width + p >= k {
+        ((d.width + p - k) / s + 1).clamp(a, ow)
+    } else {
+        a
+    };
     for (o, row) in out.chunks_exact_mut(ow).enumerate().take(oh) {
-        row.fill(bias);
-        for kh in 0..k {
-            let Some(ih) = (o * s + kh).checked_sub(p).filter(|&i| i < d.height) else {
-                continue;
-            };
-            let x_row = &x[ih * d.width..(ih + 1) * d.width];
-            for kw in 0..k {
-                let wv = w[kh * k + kw];
-                let (lo, hi) = d.valid(kw, d.width, ow);
-                if lo >= hi {
-                    continue;
-                }
-                let start = lo * s + kw - p;
-                if s == 1 {
-                    let src = &x_row[start..start + (hi - lo)];
-                    for (y, &xv) in row[lo..hi].iter_mut().zip(src) {
-                        *y += wv * xv;
-                    }
-                } else {
-                    for (y, &xv) in row[lo..hi].iter_mut().zip(x_row[start..].iter().step_by(s)) {
-                        *y += wv * xv;
+        // Kernel rows inside the image for this output row.
+        let kh_lo = p.saturating_sub(o * s);
+        let kh_hi = (d.height + p).saturating_sub(o * s).min(k);
+        let x_row = |kh: usize| {
+            let ih = o * s + kh - p;
+            &x[ih * d.width..(ih + 1) * d.width]
+        };
+        // The interior in blocks of L columns, the sums kept in registers across all taps.
+        const L: usize = 16;
+        let mut c = a;
+        while c + L <= b {
+            let mut acc = [bias; L];
+            for kh in kh_lo..kh_hi {
+                let xr = x_row(kh);
+                for kw in 0..k {
+                    let wv = w[kh * k + kw];
+                    let start = c * s + kw - p;
+                    if s == 1 {
+                        let src = &xr[start..start + L];
+                        for i in 0..L {
+                            acc[i] += wv * src[i];
+                        }
+                    } else {
+                        let src = &xr[start..start + (L - 1) * s + 1];
+                        for i in 0..L {
+                            acc[i] += wv * src[i * s];
+                        }
                     }
                 }
             }
+            row[c..c + L].copy_from_slice(&acc);
+            c += L;
+        }
+        // The other columns (borders, the interior's tail): one at a time.
+        for col in (0..a).chain(c..ow) {
+            let mut acc = bias;
+            for kh in kh_lo..kh_hi {
+                let xr = x_row(kh);
+                for kw in 0..k {
+                    if let Some(iw) = (col * s + kw).checked_sub(p).filter(|&i| i < d.width) {
+                        acc += w[kh * k + kw] * xr[iw];
+                    }
+                }
+            }
+            row[col] = acc;
         }
         if gelu {
             gelu_values(row);
@@ -317,17 +336,34 @@ pub fn window_attention(qkv: &[f32], bias: &[f32], a: WindowAttention) -> Vec<f3
     out
 }
 
-/// Row-wise `softmax(scores + bias)` over rows of `n`, in place.
+/// Row-wise `softmax(scores + bias)` over rows of `n`, in place. The max and the sum are
+/// kept per lane (`L` of them) so that the compiler can vectorise both reductions.
 #[inline(always)]
 fn softmax_rows_with_bias(scores: &mut [f32], bias: &[f32], n: usize) {
+    const L: usize = 16;
+    let split = n - n % L;
     for (s, b) in scores.chunks_exact_mut(n).zip(bias.chunks_exact(n)) {
-        let mut max = f32::NEG_INFINITY;
-        for (v, &bv) in s.iter_mut().zip(b) {
+        let mut maxes = [f32::NEG_INFINITY; L];
+        for (sc, bc) in s[..split].chunks_exact_mut(L).zip(b.chunks_exact(L)) {
+            for i in 0..L {
+                sc[i] += bc[i];
+                maxes[i] = if sc[i] > maxes[i] { sc[i] } else { maxes[i] };
+            }
+        }
+        let mut max = maxes.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        for (v, &bv) in s[split..].iter_mut().zip(&b[split..]) {
             *v += bv;
             max = max.max(*v);
         }
-        let mut sum = 0.0f32;
-        for v in s.iter_mut() {
+        let mut sums = [0.0f32; L];
+        for sc in s[..split].chunks_exact_mut(L) {
+            for i in 0..L {
+                sc[i] = exp_f32(sc[i] - max);
+                sums[i] += sc[i];
+            }
+        }
+        let mut sum: f32 = sums.iter().sum();
+        for v in &mut s[split..] {
             *v = exp_f32(*v - max);
             sum += *v;
         }
@@ -394,6 +430,9 @@ mod tests {
             (8, 8, 3, 2, 1),
             (5, 40, 5, 1, 2),
             (4, 3, 3, 1, 0),
+            (6, 70, 3, 2, 1),
+            (3, 50, 3, 1, 1),
+            (3, 37, 3, 1, 0),
             (1, 1, 3, 1, 1),
         ] {
             let d = Depthwise {
