@@ -339,6 +339,24 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     activation::gelu(x)
 }
 
+/// Softmax over the last dimension, any shape. On the CPU backend the values are computed in
+/// place on the host ([`cpu::softmax_rows`], a vectorised `exp`); burn's CPU kernel calls a
+/// scalar `expf` per value. Other devices use burn's `softmax`.
+pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if x.device() == Device::flex() {
+        let device = x.device();
+        let n = x.dims()[D - 1];
+        let mut data = x.into_data();
+        if data.dtype() != DType::F32 || n == 0 {
+            return activation::softmax(Tensor::from_data(data, &device), D - 1);
+        }
+        cpu::softmax_rows(data.as_mut_slice::<f32>().expect("f32 tensor data"), n);
+        return Tensor::from_data(data, &device);
+    }
+    activation::softmax(x, D - 1)
+}
+
 /// The same tensor with its values laid out row-major. burn has no operation for it: on the
 /// CPU backend a transposed view makes every later element-wise op take a scalar strided
 /// path, so there the values are copied once through host memory (a tiled transpose). Other

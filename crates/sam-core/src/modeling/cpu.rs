@@ -336,41 +336,73 @@ pub fn window_attention(qkv: &[f32], bias: &[f32], a: WindowAttention) -> Vec<f3
     out
 }
 
-/// Row-wise `softmax(scores + bias)` over rows of `n`, in place. The max and the sum are
-/// kept per lane (`L` of them) so that the compiler can vectorise both reductions.
+/// Softmax over rows of `n` values, in place (`values.len()` a multiple of `n`).
+pub fn softmax_rows(values: &mut [f32], n: usize) {
+    assert!(n > 0 && values.len() % n == 0, "softmax rows");
+    let run = |rows: &mut [f32]| {
+        widest(
+            #[inline(always)]
+            || {
+                for row in rows.chunks_exact_mut(n) {
+                    softmax_row(row, None)
+                }
+            },
+        )
+    };
+    #[cfg(not(target_family = "wasm"))]
+    if values.len() >= 1 << 15 {
+        values
+            .par_chunks_mut(n * (1usize << 14).div_ceil(n))
+            .for_each(run);
+        return;
+    }
+    run(values)
+}
+
+/// Row-wise `softmax(scores + bias)` over rows of `n`, in place.
 #[inline(always)]
 fn softmax_rows_with_bias(scores: &mut [f32], bias: &[f32], n: usize) {
-    const L: usize = 16;
-    let split = n - n % L;
     for (s, b) in scores.chunks_exact_mut(n).zip(bias.chunks_exact(n)) {
-        let mut maxes = [f32::NEG_INFINITY; L];
-        for (sc, bc) in s[..split].chunks_exact_mut(L).zip(b.chunks_exact(L)) {
-            for i in 0..L {
-                sc[i] += bc[i];
-                maxes[i] = if sc[i] > maxes[i] { sc[i] } else { maxes[i] };
-            }
-        }
-        let mut max = maxes.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        for (v, &bv) in s[split..].iter_mut().zip(&b[split..]) {
+        softmax_row(s, Some(b));
+    }
+}
+
+/// `softmax(row + bias)` in place. The max and the sum are kept per lane (`L` of them) so
+/// that the compiler can vectorise both reductions.
+#[inline(always)]
+fn softmax_row(s: &mut [f32], bias: Option<&[f32]>) {
+    const L: usize = 16;
+    let split = s.len() - s.len() % L;
+    if let Some(b) = bias {
+        for (v, &bv) in s.iter_mut().zip(b) {
             *v += bv;
-            max = max.max(*v);
         }
-        let mut sums = [0.0f32; L];
-        for sc in s[..split].chunks_exact_mut(L) {
-            for i in 0..L {
-                sc[i] = exp_f32(sc[i] - max);
-                sums[i] += sc[i];
-            }
+    }
+    let mut maxes = [f32::NEG_INFINITY; L];
+    for sc in s[..split].chunks_exact(L) {
+        for i in 0..L {
+            maxes[i] = if sc[i] > maxes[i] { sc[i] } else { maxes[i] };
         }
-        let mut sum: f32 = sums.iter().sum();
-        for v in &mut s[split..] {
-            *v = exp_f32(*v - max);
-            sum += *v;
+    }
+    let max = s[split..]
+        .iter()
+        .chain(&maxes)
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sums = [0.0f32; L];
+    for sc in s[..split].chunks_exact_mut(L) {
+        for i in 0..L {
+            sc[i] = exp_f32(sc[i] - max);
+            sums[i] += sc[i];
         }
-        let inv = 1.0 / sum;
-        for v in s.iter_mut() {
-            *v *= inv;
-        }
+    }
+    let mut sum: f32 = sums.iter().sum();
+    for v in &mut s[split..] {
+        *v = exp_f32(*v - max);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in s.iter_mut() {
+        *v *= inv;
     }
 }
 
@@ -513,6 +545,30 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn softmax_rows_match_the_definition() {
+        for n in [1usize, 5, 16, 37, 4096] {
+            let rows = 3;
+            let mut v: Vec<f32> = (0..rows * n)
+                .map(|i| ((i * 7919 % 1000) as f32 / 40.0) - 12.0)
+                .collect();
+            let want: Vec<f64> = v
+                .chunks(n)
+                .flat_map(|r| {
+                    let m = r.iter().cloned().fold(f32::MIN, f32::max) as f64;
+                    let s: f64 = r.iter().map(|&x| (x as f64 - m).exp()).sum();
+                    r.iter()
+                        .map(move |&x| (x as f64 - m).exp() / s)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            softmax_rows(&mut v, n);
+            for (g, e) in v.iter().zip(&want) {
+                assert!((*g as f64 - e).abs() < 1e-6, "n {n}: {g} vs {e}");
             }
         }
     }

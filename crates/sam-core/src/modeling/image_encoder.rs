@@ -2,12 +2,13 @@
 //! absolute position embedding, windowed and global attention blocks with decomposed
 //! relative positions, and the neck. `[1, 3, 1024, 1024]` → `[1, 256, 64, 64]`.
 
-use burn::tensor::activation::softmax;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::common::{Activation, Conv2d, Conv2dSpec, LayerNorm, LayerNorm2d, Linear, MlpBlock};
+use super::common::{
+    Activation, Conv2d, Conv2dSpec, LayerNorm, LayerNorm2d, Linear, MlpBlock, softmax_last,
+};
 use crate::checkpoint::Checkpoint;
 use crate::error::{Result, SamError};
 use crate::weights::{KeyShapes, WeightLoader};
@@ -334,7 +335,7 @@ impl Attention {
     fn attend(&self, q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, hw: (usize, usize)) -> Tensor<3> {
         let attn = q.clone().mul_scalar(self.scale).matmul(k.swap_dims(1, 2));
         let attn = self.add_decomposed_rel_pos(attn, q, hw);
-        softmax(attn, 2).matmul(v)
+        softmax_last(attn).matmul(v)
     }
 
     /// `attn` `[B*heads, HW, HW]` plus the decomposed rel-pos terms of the unscaled `q`

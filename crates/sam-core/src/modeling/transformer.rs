@@ -2,9 +2,8 @@
 //! tokens attend to the image and the image attends back to the tokens.
 
 use burn::tensor::Tensor;
-use burn::tensor::activation::softmax;
 
-use super::common::{Activation, LayerNorm, Linear, MlpBlock, contiguous};
+use super::common::{Activation, LayerNorm, Linear, MlpBlock, contiguous, softmax_last};
 use crate::error::Result;
 use crate::weights::WeightLoader;
 
@@ -352,7 +351,7 @@ impl Attention {
         let v = self.separate_heads(self.v_proj.forward(v));
         let [b, h, n, hd] = q.dims();
         let attn = q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt());
-        let attn = softmax(attn, 3);
+        let attn = softmax_last(attn);
         let out = attn.matmul(v).swap_dims(1, 2).reshape([b, n, h * hd]);
         self.out_proj.forward(out)
     }
@@ -371,7 +370,7 @@ impl Attention {
         let hd = q.dims()[3];
         let qk = q.matmul(self.k_heads_t.clone()).reshape([b, nh * nq, dim]);
         let attn = qk.matmul(k.swap_dims(1, 2)).div_scalar((hd as f64).sqrt());
-        let attn = softmax(attn, 2); // [B, nh·Nq, Nk]
+        let attn = softmax_last(attn); // [B, nh·Nq, Nk]
         let pv = attn.matmul(v).reshape([b, nh, nq, dim]);
         let out = pv.matmul(self.v_heads.clone()) + self.v_bias_heads.clone(); // [B, nh, Nq, hd]
         self.out_proj
@@ -386,7 +385,7 @@ impl Attention {
         let attn = q
             .matmul(k.clone().swap_dims(2, 3))
             .div_scalar((hd as f64).sqrt());
-        let out = softmax(attn, 3).matmul(v.clone()); // [B, nh, Nq, hd]
+        let out = softmax_last(attn).matmul(v.clone()); // [B, nh, Nq, hd]
         self.out_proj
             .forward(out.swap_dims(1, 2).reshape([b, nq, nh * hd]))
     }
@@ -401,7 +400,7 @@ impl Attention {
             .clone()
             .matmul(k.swap_dims(2, 3))
             .div_scalar((hd as f64).sqrt()); // [B, nh, Nq, Nk]
-        let attn = softmax(attn, 3).swap_dims(1, 2).reshape([b, nq, nh * nk]);
+        let attn = softmax_last(attn).swap_dims(1, 2).reshape([b, nq, nh * nk]);
         self.attend_tokens(attn, v)
     }
 
@@ -429,7 +428,7 @@ impl Attention {
             .matmul(kt) // [B, nh, 1, Nk]
             .reshape([b, 1, nh * nk]);
         let attn = (q.matmul(m) + c).div_scalar((hd as f64).sqrt()); // [B, Nq, nh·Nk]
-        let attn = softmax(attn.reshape([b, nq, nh, nk]), 3).reshape([b, nq, nh * nk]);
+        let attn = softmax_last(attn.reshape([b, nq, nh, nk])).reshape([b, nq, nh * nk]);
         self.attend_tokens(attn, v)
     }
 
