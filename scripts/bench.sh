@@ -5,7 +5,10 @@
 # (PyTorch time / our time: above 1 means we are faster). Not part of the tests.
 #
 # Usage: scripts/bench.sh [--model mobile_sam|vit_b|vit_l|vit_h] [--device flex|wgpu]
-#                         [--runs N] [--clicks N] [--threads N] [--malloc-tuned]
+#                         [--runs N] [--clicks N] [--threads N] [--malloc-tuned] [--wasm]
+# --wasm times our WebAssembly instead (the bench example built for wasm32-wasip1: CPU
+# backend, one thread, WebAssembly SIMD, as a page runs it) under Node's WASI (V8, Chrome's
+# engine), against PyTorch on one thread.
 # --malloc-tuned runs both with glibc's malloc keeping freed memory (MALLOC_MMAP_THRESHOLD_,
 # MALLOC_TRIM_THRESHOLD_): by default every large temporary is a fresh mmap, whose page faults
 # and unmapping cost both implementations ~40% of an embedding on this 2-core machine.
@@ -16,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-model=mobile_sam device=flex runs=3 clicks=10 threads=$(nproc)
+model=mobile_sam device=flex runs=3 clicks=10 threads=$(nproc) wasm=
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) model=$2; shift 2 ;;
@@ -24,6 +27,7 @@ while [ $# -gt 0 ]; do
     --runs) runs=$2; shift 2 ;;
     --clicks) clicks=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
+    --wasm) wasm=1; threads=1; shift ;;
     --malloc-tuned)
       export MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296
       shift ;;
@@ -48,22 +52,34 @@ echo "== official PyTorch ($model, $threads threads)" >&2
 cat "$out/torch.json"
 ckpt=$("$venv/bin/python" -c "import json,sys; print(json.load(open(sys.argv[1]))['checkpoint'])" "$out/torch.json")
 
-echo "== sam-core ($model on $device)" >&2
-cargo build --release --quiet -p sam-core --example bench
-# burn's CPU backend runs on rayon: the same thread count as torch.
-RAYON_NUM_THREADS="$threads" "$CARGO_TARGET_DIR/release/examples/bench" --model "$model" \
-  --device "$device" --checkpoint "$ckpt" --runs "$runs" --clicks "$clicks" > "$out/ours.json"
+if [ -n "$wasm" ]; then
+  echo "== sam-core ($model, WebAssembly under Node's WASI)" >&2
+  rustup target add wasm32-wasip1 >/dev/null 2>&1 || true
+  cargo build --release --quiet --target wasm32-wasip1 -p sam-core --no-default-features \
+    --features flex --example bench
+  SAM_WASI_DIRS="$(dirname "$ckpt"):$SAM_REFERENCE_DIR" node --no-warnings scripts/wasi-run.mjs \
+    "$CARGO_TARGET_DIR/wasm32-wasip1/release/examples/bench.wasm" --model "$model" \
+    --checkpoint "$ckpt" --runs "$runs" --clicks "$clicks" > "$out/ours.json"
+  device="flex, WebAssembly (1 thread)"
+else
+  echo "== sam-core ($model on $device)" >&2
+  cargo build --release --quiet -p sam-core --example bench
+  # burn's CPU backend runs on rayon: the same thread count as torch.
+  RAYON_NUM_THREADS="$threads" "$CARGO_TARGET_DIR/release/examples/bench" --model "$model" \
+    --device "$device" --checkpoint "$ckpt" --runs "$runs" --clicks "$clicks" > "$out/ours.json"
+fi
 cat "$out/ours.json"
 
-"$venv/bin/python" - "$out/torch.json" "$out/ours.json" <<'EOF'
+"$venv/bin/python" - "$out/torch.json" "$out/ours.json" "$device" <<'EOF'
 import json, sys
 t, o = (json.load(open(p)) for p in sys.argv[1:3])
-print(f"\n{t['model']}, {t['threads']} threads, image {t['image'][0]}x{t['image'][1]}, ours on {o['device']}")
+print(f"\n{t['model']}, {t['threads']} threads, image {t['image'][0]}x{t['image'][1]}, ours on {sys.argv[3]}")
 print(f"| step | official PyTorch | ours | ratio (PyTorch / ours) |")
 print(f"| --- | --- | --- | --- |")
 for key, name in [("load", "load"), ("set_image", "set_image (embedding)"),
                   ("click_full_res", "one click, 3 masks at full size")]:
     a, b = t[key]["median_ms"], o[key]["median_ms"]
     print(f"| {name} | {a:.1f} ms | {b:.1f} ms | {a / b:.2f}x |")
-print(f"| peak RSS | {t['peak_rss_mib']:.0f} MiB | {o['peak_rss_mib']:.0f} MiB | |")
+mem = "peak heap" if "WebAssembly" in sys.argv[3] else "peak RSS"
+print(f"| peak RSS / ours: {mem} | {t['peak_rss_mib']:.0f} MiB | {o['peak_rss_mib']:.0f} MiB | |")
 EOF

@@ -11,6 +11,10 @@
 //! (official keys and shapes; prompt encoder and decoder taken from the reference kit, as they
 //! are the same in every SAM), `--model mobile_sam|tiny` loads the reference kit's file, and
 //! `--checkpoint FILE` loads any checkpoint. `--device flex|wgpu`.
+//!
+//! It also builds for `wasm32-wasip1` (CPU backend, one thread, WebAssembly SIMD: what a page
+//! gets) and runs under Node's WASI, to time our WebAssembly against the same PyTorch run:
+//! `scripts/bench.sh --wasm`.
 
 use std::time::Instant;
 
@@ -36,7 +40,55 @@ fn reference(name: &str) -> Vec<u8> {
     std::fs::read(format!("{dir}/{name}")).expect("reference kit file")
 }
 
+/// In WebAssembly: the peak of live heap allocations so far, in MiB (the linear memory is
+/// made large up front for this build, see `.cargo/config.toml`, so its size says nothing).
+#[cfg(target_family = "wasm")]
+fn peak_rss_mib() -> f64 {
+    heap::PEAK.load(std::sync::atomic::Ordering::Relaxed) as f64 / (1 << 20) as f64
+}
+
+/// A global allocator that counts live bytes and their peak (WebAssembly only).
+#[cfg(target_family = "wasm")]
+mod heap {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+    pub static PEAK: AtomicUsize = AtomicUsize::new(0);
+    static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+    struct Counting;
+
+    fn grew(by: usize) {
+        let now = LIVE.fetch_add(by, Relaxed) + by;
+        PEAK.fetch_max(now, Relaxed);
+    }
+
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            grew(layout.size());
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            grew(layout.size());
+            unsafe { System.alloc_zeroed(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            LIVE.fetch_sub(layout.size(), Relaxed);
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            LIVE.fetch_sub(layout.size(), Relaxed);
+            grew(new_size);
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: Counting = Counting;
+}
+
 /// Peak resident memory of this process so far (Linux `VmHWM`), in MiB.
+#[cfg(not(target_family = "wasm"))]
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -209,6 +261,7 @@ fn main() {
     let height: usize = arg("--height").and_then(|r| r.parse().ok()).unwrap_or(768);
     let device = match device_name.as_str() {
         "flex" => Device::flex(),
+        #[cfg(feature = "wgpu")]
         "wgpu" => Device::wgpu_options().init().expect("wgpu adapter"),
         other => panic!("unknown device {other}"),
     };
