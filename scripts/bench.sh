@@ -81,5 +81,5 @@ for key, name in [("load", "load"), ("set_image", "set_image (embedding)"),
     a, b = t[key]["median_ms"], o[key]["median_ms"]
     print(f"| {name} | {a:.1f} ms | {b:.1f} ms | {a / b:.2f}x |")
 mem = "peak heap" if "WebAssembly" in sys.argv[3] else "peak RSS"
-print(f"| peak RSS / ours: {mem} | {t['peak_rss_mib']:.0f} MiB | {o['peak_rss_mib']:.0f} MiB | |")
+print(f"| peak memory (ours: {mem}) | {t['peak_rss_mib']:.0f} MiB | {o['peak_rss_mib']:.0f} MiB | |")
 EOF

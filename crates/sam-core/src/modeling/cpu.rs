@@ -384,10 +384,11 @@ fn softmax_row(s: &mut [f32], bias: Option<&[f32]>) {
             maxes[i] = if sc[i] > maxes[i] { sc[i] } else { maxes[i] };
         }
     }
+    // Not `f32::max`: its NaN rule makes it a library call (`fmaxf`) in WebAssembly.
     let max = s[split..]
         .iter()
         .chain(&maxes)
-        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
     let mut sums = [0.0f32; L];
     for sc in s[..split].chunks_exact_mut(L) {
         for i in 0..L {
