@@ -135,10 +135,9 @@ impl Conv2d {
 
     fn forward_then(&self, x: Tensor<4>, then_gelu: bool) -> Tensor<4> {
         #[cfg(feature = "flex")]
-        let x = match self.depthwise_on_host(x, then_gelu) {
-            Ok(y) => return y,
-            Err(x) => x,
-        };
+        if self.is_host_depthwise(&x) {
+            return self.depthwise_on_host(x, then_gelu);
+        }
         let y = conv2d(
             x,
             self.weight.clone(),
@@ -148,33 +147,33 @@ impl Conv2d {
         if then_gelu { gelu(y) } else { y }
     }
 
-    /// On the CPU backend a depthwise convolution (one filter per channel) runs on host
-    /// memory with its bias and the optional GELU fused ([`cpu::depthwise_conv2d`]); `Err`
-    /// gives `x` back for every other case.
+    /// Whether this is a depthwise convolution (one filter per channel, square stride,
+    /// symmetric padding) of f32 values on the CPU backend: those run on host memory.
     #[cfg(feature = "flex")]
-    fn depthwise_on_host(
-        &self,
-        x: Tensor<4>,
-        gelu: bool,
-    ) -> std::result::Result<Tensor<4>, Tensor<4>> {
-        let [c_out, per_group, k, _] = self.weight.dims();
+    fn is_host_depthwise(&self, x: &Tensor<4>) -> bool {
+        let [c_out, per_group, _, _] = self.weight.dims();
+        let c = x.dims()[1];
+        let o = &self.options;
+        x.device() == Device::flex()
+            && x.dtype() == DType::F32
+            && per_group == 1
+            && o.groups == c
+            && c_out == c
+            && o.stride[0] == o.stride[1]
+            && o.padding[0] == o.padding[1]
+            && o.padding[0].0 == o.padding[0].1
+            && o.dilation == [1, 1]
+    }
+
+    /// A depthwise convolution on host memory with its bias and the optional GELU fused
+    /// ([`cpu::depthwise_conv2d`]); for the cases [`Conv2d::is_host_depthwise`] accepts.
+    #[cfg(feature = "flex")]
+    fn depthwise_on_host(&self, x: Tensor<4>, gelu: bool) -> Tensor<4> {
+        let k = self.weight.dims()[2];
         let [b, c, h, w] = x.dims();
         let o = &self.options;
-        let depthwise = per_group == 1 && o.groups == c && c_out == c;
-        if x.device() != Device::flex()
-            || !depthwise
-            || o.stride[0] != o.stride[1]
-            || o.padding[0] != o.padding[1]
-            || o.padding[0].0 != o.padding[0].1
-            || o.dilation != [1, 1]
-        {
-            return Err(x);
-        }
         let device = x.device();
         let data = x.into_data();
-        if data.dtype() != DType::F32 {
-            return Err(Tensor::from_data(data, &device));
-        }
         let host = |t: TensorData| t.convert::<f32>().try_into_vec::<f32>().expect("f32 data");
         let weight = host(self.weight.to_data());
         let bias = match &self.bias {
@@ -192,10 +191,7 @@ impl Conv2d {
         let values = data.as_slice::<f32>().expect("f32 tensor data");
         let out = cpu::depthwise_conv2d(values, &weight, &bias, d, gelu);
         let (oh, ow) = d.out_hw();
-        Ok(Tensor::from_data(
-            TensorData::new(out, [b, c, oh, ow]),
-            &device,
-        ))
+        Tensor::from_data(TensorData::new(out, [b, c, oh, ow]), &device)
     }
 }
 

@@ -118,7 +118,7 @@ pub fn depthwise_conv2d(
     let (c, k) = (d.channels, d.kernel);
     let plane = d.height * d.width;
     assert!(
-        plane > 0 && input.len() % (c * plane) == 0,
+        plane > 0 && input.len().is_multiple_of(c * plane),
         "depthwise input shape"
     );
     assert_eq!(weight.len(), c * k * k, "depthwise weight shape");
@@ -226,7 +226,7 @@ pub fn exp_f32(x: f32) -> f32 {
     let p = r * p + 8.333_452e-3;
     let p = r * p + 4.166_579_6e-2;
     let p = r * p + 1.666_666_5e-1;
-    let p = r * p + 5.000_000_1e-1;
+    let p = r * p + 0.5;
     let e_r = p * r * r + r + 1.0;
     // 2^n: n sits in t's low mantissa bits, offset by 0x4B40_0000.
     let two_n = f32::from_bits((t.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127)) << 23);
@@ -256,7 +256,7 @@ pub fn window_attention(qkv: &[f32], bias: &[f32], a: WindowAttention) -> Vec<f3
     let (nh, kd, d, n) = (a.heads, a.key_dim, a.val_dim, a.tokens);
     let row = nh * (2 * kd + d);
     assert!(
-        n > 0 && qkv.len() % (n * row) == 0,
+        n > 0 && qkv.len().is_multiple_of(n * row),
         "window attention qkv shape"
     );
     assert_eq!(bias.len(), nh * n * n, "window attention bias shape");
@@ -338,7 +338,7 @@ pub fn window_attention(qkv: &[f32], bias: &[f32], a: WindowAttention) -> Vec<f3
 
 /// Softmax over rows of `n` values, in place (`values.len()` a multiple of `n`).
 pub fn softmax_rows(values: &mut [f32], n: usize) {
-    assert!(n > 0 && values.len() % n == 0, "softmax rows");
+    assert!(n > 0 && values.len().is_multiple_of(n), "softmax rows");
     let run = |rows: &mut [f32]| {
         widest(
             #[inline(always)]

@@ -395,10 +395,9 @@ impl Attention {
         let (nh, kd, d) = (self.num_heads, self.key_dim, self.d);
         let qkv = self.qkv.forward(self.norm.forward(x));
         #[cfg(feature = "flex")]
-        let qkv = match self.attend_on_host(qkv) {
-            Ok(x) => return self.proj.forward(x),
-            Err(qkv) => qkv,
-        };
+        if qkv.device() == Device::flex() && qkv.dtype() == DType::F32 {
+            return self.proj.forward(self.attend_on_host(qkv));
+        }
         // (B, N, heads, 2kd+d) → (B, heads, N, 2kd+d)
         let qkv = qkv.reshape([b, n, nh, 2 * kd + d]).swap_dims(1, 2);
         let q = qkv.clone().narrow(3, 0, kd);
@@ -414,15 +413,11 @@ impl Attention {
         self.proj.forward(x)
     }
 
-    /// On the CPU backend, the attention core from the qkv projection `[B, N, heads·(2kd+d)]`
-    /// to `[B, N, heads·d]` runs on host memory ([`cpu::window_attention`]); `Err` gives `qkv`
-    /// back elsewhere.
+    /// The attention core on host memory, from the qkv projection `[B, N, heads·(2kd+d)]`
+    /// (f32, on the CPU backend) to `[B, N, heads·d]` ([`cpu::window_attention`]).
     #[cfg(feature = "flex")]
-    fn attend_on_host(&self, qkv: Tensor<3>) -> std::result::Result<Tensor<3>, Tensor<3>> {
+    fn attend_on_host(&self, qkv: Tensor<3>) -> Tensor<3> {
         let device = qkv.device();
-        if device != Device::flex() || qkv.dtype() != DType::F32 {
-            return Err(qkv);
-        }
         let [b, n, _] = qkv.dims();
         let a = cpu::WindowAttention {
             heads: self.num_heads,
@@ -437,10 +432,10 @@ impl Attention {
             bias.as_slice::<f32>().expect("f32 tensor data"),
             a,
         );
-        Ok(Tensor::from_data(
+        Tensor::from_data(
             TensorData::new(out, [b, n, self.num_heads * self.d]),
             &device,
-        ))
+        )
     }
 }
 
