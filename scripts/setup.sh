@@ -21,6 +21,10 @@ if ! rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unkno
   echo "== rustup: adding wasm32-unknown-unknown"
   rustup target add wasm32-unknown-unknown
 fi
+if ! rustup target list --installed 2>/dev/null | grep -q '^wasm32-wasip1$'; then
+  echo "== rustup: adding wasm32-wasip1 (sam-core's parity tests in WebAssembly, scripts/test-wasi.sh)"
+  rustup target add wasm32-wasip1
+fi
 
 # The CLI must equal the wasm-bindgen crate in Cargo.lock.
 WBG_VERSION="$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')"

@@ -25,6 +25,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test (CPU flex and wgpu on Vulkan)"
 cargo test --workspace
+echo "== sam-core's model parity tests in WebAssembly (wasm32-wasip1 under Node)"
+bash scripts/test-wasi.sh
 echo "== wasm-pack test in headless Chromium (WebGPU on SwiftShader, and the CPU backend)"
 bash scripts/test-wasm.sh
 if [ -f package.json ]; then

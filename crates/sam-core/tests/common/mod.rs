@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+#[cfg(feature = "wgpu")]
 use std::sync::OnceLock;
 
 use burn::tensor::{Device, Tensor, TensorData};
@@ -93,13 +94,16 @@ impl RefFile {
 /// The devices parity tests run on: burn's CPU backend (`flex`) and wgpu (Mesa lavapipe on
 /// CI machines). `SAM_SKIP_WGPU=1` leaves wgpu out on a machine with no Vulkan driver.
 pub fn devices() -> Vec<(&'static str, Device)> {
+    #[allow(unused_mut)]
     let mut out = vec![("flex", Device::flex())];
+    #[cfg(feature = "wgpu")]
     if std::env::var("SAM_SKIP_WGPU").is_err() {
         out.push(("wgpu", wgpu_device()));
     }
     out
 }
 
+#[cfg(feature = "wgpu")]
 pub fn wgpu_device() -> Device {
     static DEVICE: OnceLock<Device> = OnceLock::new();
     DEVICE

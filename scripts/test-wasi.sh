@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The model parity tests of sam-core (MobileSAM and the ViT test model against the reference
+# kit) built for WebAssembly (wasm32-wasip1: the CPU backend on one thread with WebAssembly
+# SIMD, the code a page runs on its CPU fallback) and run under Node's WASI, i.e. V8.
+# The browser tests (scripts/test-wasm.sh) hold only the small test model; this runs MobileSAM
+# and its CPU kernels (modeling/cpu.rs) in WebAssembly too.
+# Usage: scripts/test-wasi.sh [extra cargo test args]   (scripts/setup.sh installs the target)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sam-target}"
+root=$(pwd)
+export SAM_REFERENCE_DIR="${SAM_REFERENCE_DIR:-$(cd .. && pwd)/shared/reference}"
+# The program reads the reference kit and the repository's fixtures: both preopened.
+export SAM_WASI_DIRS="$SAM_REFERENCE_DIR:$root"
+export CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $root/scripts/wasi-run.mjs"
+exec cargo test --target wasm32-wasip1 -p sam-core --no-default-features --features flex \
+  --test model_mobile_sam --test model_tiny "$@"
