@@ -217,6 +217,11 @@ impl ConvTranspose2d {
         })
     }
 
+    /// The per-pixel weight `[C_in, k·k·C_out]` (columns (di, dj, c_out)) and bias.
+    pub fn pixel_weights(&self) -> (Tensor<2>, Tensor<1>) {
+        (self.pixel_weight.clone(), self.pixel_bias.clone())
+    }
+
     /// `[B, N, C_in]` pixels → `[B, N, k·k·C_out]`: each row the (di, dj, c_out) output patch
     /// of its input pixel (output pixel `(k·i + di, k·j + dj)` of input pixel `(i, j)`).
     pub fn forward_pixels(&self, x: Tensor<3>) -> Tensor<3> {
@@ -244,6 +249,11 @@ impl LayerNorm {
     /// `[..., dim]` → `[..., dim]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         layer_norm(x, self.weight.clone(), Some(self.bias.clone()), self.eps)
+    }
+
+    /// Weight, bias and eps.
+    pub fn params(&self) -> (Tensor<1>, Tensor<1>, f64) {
+        (self.weight.clone(), self.bias.clone(), self.eps)
     }
 }
 

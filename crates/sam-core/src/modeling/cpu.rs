@@ -407,6 +407,176 @@ fn softmax_row(s: &mut [f32], bias: Option<&[f32]>) {
     }
 }
 
+/// Shape of [`upscale_masks`]: an `h` x `w` grid of `c`-channel pixels, upscaled twice by 2
+/// (to `c1`, then `c2` channels), then `masks` products with the hypernetwork outputs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Upscale {
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+    pub c1: usize,
+    pub c2: usize,
+    pub masks: usize,
+    /// The LayerNorm2d's eps.
+    pub eps: f32,
+}
+
+/// The weights of [`upscale_masks`], on the host.
+pub struct UpscaleWeights<'a> {
+    /// First ConvTranspose 2x2/2 per pixel: `[c, 4·c1]`, columns (di, dj, channel), and bias.
+    pub w0: &'a [f32],
+    pub b0: &'a [f32],
+    /// LayerNorm2d weight and bias `[c1]`.
+    pub ln_w: &'a [f32],
+    pub ln_b: &'a [f32],
+    /// Second ConvTranspose 2x2/2 per pixel: `[c1, 4·c2]`, columns (ei, ej, channel), and bias.
+    pub w3: &'a [f32],
+    pub b3: &'a [f32],
+}
+
+/// SAM's mask decoder output on host memory, for one image: `output_upscaling` (ConvTranspose,
+/// LayerNorm2d, GELU, ConvTranspose, GELU) and the product with the hypernetwork outputs,
+/// one row of the grid at a time, so that the upscaled embedding (`[c2, 4h, 4w]`, 8 MiB) is
+/// never made: `src` `[h·w, c]` (pixel (i, j), channels last), `hyper` `[masks, c2]` →
+/// `[masks, 4h, 4w]`, mask `m` at (4i + 2di + ei, 4j + 2dj + ej) being
+/// `hyper[m] · GELU(GELU(LN(src[i, j]·w0 + b0)[di, dj])·w3 + b3)[ei, ej]`.
+pub fn upscale_masks(src: &[f32], hyper: &[f32], wt: &UpscaleWeights, u: Upscale) -> Vec<f32> {
+    let Upscale {
+        h,
+        w,
+        c,
+        c1,
+        c2,
+        masks,
+        eps,
+    } = u;
+    assert_eq!(src.len(), h * w * c, "upscale input shape");
+    assert_eq!(hyper.len(), masks * c2, "hypernetwork output shape");
+    assert_eq!(wt.w0.len(), c * 4 * c1, "first upscaling weight shape");
+    assert_eq!(wt.w3.len(), c1 * 4 * c2, "second upscaling weight shape");
+    assert!(
+        wt.b0.len() == 4 * c1 && wt.b3.len() == 4 * c2,
+        "upscaling bias shapes"
+    );
+    assert!(
+        wt.ln_w.len() == c1 && wt.ln_b.len() == c1,
+        "LayerNorm2d shapes"
+    );
+    // One grid row i → output rows 4i..4i+4 of every mask: [masks, 4, 4w].
+    let row = |i: usize| -> Vec<f32> {
+        let mut y1 = vec![0.0f32; w * 4 * c1];
+        let mut y2 = vec![0.0f32; 4 * w * 4 * c2];
+        // SAFETY: the operands are these buffers with the given row-major shapes.
+        unsafe {
+            gemm::gemm(
+                w,
+                4 * c1,
+                c,
+                y1.as_mut_ptr(),
+                1,
+                (4 * c1) as isize,
+                false,
+                src.as_ptr().add(i * w * c),
+                1,
+                c as isize,
+                wt.w0.as_ptr(),
+                1,
+                (4 * c1) as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        // Rows (j, di, dj) of c1 channels: bias, LayerNorm, GELU.
+        widest(
+            #[inline(always)]
+            || {
+                for (k, v) in y1.chunks_exact_mut(c1).enumerate() {
+                    let b = &wt.b0[(k % 4) * c1..(k % 4 + 1) * c1];
+                    let mut mean = 0.0f32;
+                    for (x, &bv) in v.iter_mut().zip(b) {
+                        *x += bv;
+                        mean += *x;
+                    }
+                    mean /= c1 as f32;
+                    let mut var = 0.0f32;
+                    for x in v.iter_mut() {
+                        *x -= mean;
+                        var += *x * *x;
+                    }
+                    let inv = 1.0 / (var / c1 as f32 + eps).sqrt();
+                    for ((x, &g), &bb) in v.iter_mut().zip(wt.ln_w).zip(wt.ln_b) {
+                        *x = *x * inv * g + bb;
+                    }
+                    gelu_values(v);
+                }
+            },
+        );
+        unsafe {
+            gemm::gemm(
+                4 * w,
+                4 * c2,
+                c1,
+                y2.as_mut_ptr(),
+                1,
+                (4 * c2) as isize,
+                false,
+                y1.as_ptr(),
+                1,
+                c1 as isize,
+                wt.w3.as_ptr(),
+                1,
+                (4 * c2) as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        // Rows (j, di, dj, ei, ej) of c2 channels: bias, GELU, then the mask products.
+        let mut out = vec![0.0f32; masks * 4 * 4 * w];
+        widest(
+            #[inline(always)]
+            || {
+                for (k, v) in y2.chunks_exact_mut(c2).enumerate() {
+                    let (j, di, dj, ei, ej) = (k / 16, k / 8 % 2, k / 4 % 2, k / 2 % 2, k % 2);
+                    let b = &wt.b3[(k % 4) * c2..(k % 4 + 1) * c2];
+                    for (x, &bv) in v.iter_mut().zip(b) {
+                        *x += bv;
+                    }
+                    gelu_values(v);
+                    let (r, col) = (2 * di + ei, 4 * j + 2 * dj + ej);
+                    for (m, hm) in hyper.chunks_exact(c2).enumerate() {
+                        let mut acc = 0.0f32;
+                        for (&x, &y) in v.iter().zip(hm) {
+                            acc += x * y;
+                        }
+                        out[(m * 4 + r) * 4 * w + col] = acc;
+                    }
+                }
+            },
+        );
+        out
+    };
+    #[cfg(not(target_family = "wasm"))]
+    let rows: Vec<Vec<f32>> = (0..h).into_par_iter().map(row).collect();
+    #[cfg(target_family = "wasm")]
+    let rows: Vec<Vec<f32>> = (0..h).map(row).collect();
+    let mut masks_out = vec![0.0f32; masks * 16 * h * w];
+    for (i, block) in rows.iter().enumerate() {
+        for m in 0..masks {
+            let dst = (m * 4 * h + 4 * i) * 4 * w;
+            masks_out[dst..dst + 16 * w].copy_from_slice(&block[m * 16 * w..(m + 1) * 16 * w]);
+        }
+    }
+    masks_out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -570,6 +740,89 @@ mod tests {
             softmax_rows(&mut v, n);
             for (g, e) in v.iter().zip(&want) {
                 assert!((*g as f64 - e).abs() < 1e-6, "n {n}: {g} vs {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn upscale_masks_match_the_definition() {
+        let u = Upscale {
+            h: 3,
+            w: 5,
+            c: 8,
+            c1: 4,
+            c2: 6,
+            masks: 2,
+            eps: 1e-6,
+        };
+        let val = |i: usize, s: f32| (((i * 7919 + 13) % 1000) as f32 / 500.0 - 1.0) * s;
+        let v =
+            |n: usize, off: usize, s: f32| (0..n).map(|i| val(i + off, s)).collect::<Vec<f32>>();
+        let src = v(u.h * u.w * u.c, 0, 1.0);
+        let hyper = v(u.masks * u.c2, 1, 1.0);
+        let (w0, b0) = (v(u.c * 4 * u.c1, 2, 0.5), v(4 * u.c1, 3, 0.2));
+        let (ln_w, ln_b) = (v(u.c1, 4, 1.0), v(u.c1, 5, 0.3));
+        let (w3, b3) = (v(u.c1 * 4 * u.c2, 6, 0.5), v(4 * u.c2, 7, 0.2));
+        let wt = UpscaleWeights {
+            w0: &w0,
+            b0: &b0,
+            ln_w: &ln_w,
+            ln_b: &ln_b,
+            w3: &w3,
+            b3: &b3,
+        };
+        let got = upscale_masks(&src, &hyper, &wt, u);
+        let gelu = |x: f64| {
+            let mut v = [x as f32];
+            gelu_in_place(&mut v);
+            v[0] as f64
+        };
+        let (c, c1, c2) = (u.c, u.c1, u.c2);
+        for i in 0..u.h {
+            for j in 0..u.w {
+                let px = &src[(i * u.w + j) * c..][..c];
+                for s1 in 0..4 {
+                    let mut y: Vec<f64> = (0..c1)
+                        .map(|ch| {
+                            let col = s1 * c1 + ch;
+                            b0[col] as f64
+                                + (0..c)
+                                    .map(|k| px[k] as f64 * w0[k * 4 * c1 + col] as f64)
+                                    .sum::<f64>()
+                        })
+                        .collect();
+                    let mean = y.iter().sum::<f64>() / c1 as f64;
+                    let var = y.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / c1 as f64;
+                    for (ch, x) in y.iter_mut().enumerate() {
+                        *x = gelu(
+                            (*x - mean) / (var + 1e-6).sqrt() * ln_w[ch] as f64 + ln_b[ch] as f64,
+                        );
+                    }
+                    for s2 in 0..4 {
+                        let z: Vec<f64> = (0..c2)
+                            .map(|ch| {
+                                let col = s2 * c2 + ch;
+                                gelu(
+                                    b3[col] as f64
+                                        + (0..c1)
+                                            .map(|k| y[k] * w3[k * 4 * c2 + col] as f64)
+                                            .sum::<f64>(),
+                                )
+                            })
+                            .collect();
+                        let (di, dj, ei, ej) = (s1 / 2, s1 % 2, s2 / 2, s2 % 2);
+                        let (r, col) = (4 * i + 2 * di + ei, 4 * j + 2 * dj + ej);
+                        for m in 0..u.masks {
+                            let want: f64 =
+                                (0..c2).map(|ch| z[ch] * hyper[m * c2 + ch] as f64).sum();
+                            let g = got[(m * 4 * u.h + r) * 4 * u.w + col] as f64;
+                            assert!(
+                                (g - want).abs() < 1e-4,
+                                "mask {m} at ({r}, {col}): {g} vs {want}"
+                            );
+                        }
+                    }
+                }
             }
         }
     }

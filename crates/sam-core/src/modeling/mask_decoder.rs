@@ -3,8 +3,12 @@
 
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
+#[cfg(feature = "flex")]
+use burn::tensor::{DType, Device, TensorData};
 
 use super::common::{ConvTranspose2d, LayerNorm, Linear, gelu};
+#[cfg(feature = "flex")]
+use super::cpu;
 use super::transformer::{ImageKeys, TwoWayTransformer};
 use crate::error::Result;
 use crate::weights::WeightLoader;
@@ -143,9 +147,31 @@ impl MaskDecoder {
     /// Masks and IoU from the transformer's tokens `hs` `[B, 5 + N, C]` and image rows
     /// `src` `[B, hw, C]` of an `h` x `w` embedding.
     fn output(&self, hs: Tensor<3>, src: Tensor<3>, (h, w): (usize, usize)) -> DecoderOutput {
-        let [b, _, c] = hs.dims();
         let iou_token_out: Tensor<2> = hs.clone().narrow(1, 0, 1).squeeze_dim(1);
 
+        let hyper_in = Tensor::stack::<3>(
+            self.output_hypernetworks_mlps
+                .iter()
+                .enumerate()
+                .map(|(i, mlp)| mlp.forward(hs.clone().narrow(1, 1 + i, 1).squeeze_dim::<2>(1)))
+                .collect(),
+            1,
+        ); // [B, 4, c/8]
+        let low_res_masks = self.masks(src, hyper_in, (h, w));
+        DecoderOutput {
+            low_res_masks,
+            iou_predictions: self.iou_prediction_head.forward(iou_token_out),
+        }
+    }
+
+    /// The low-res masks `[B, 4, 4h, 4w]` from the image rows `src` `[B, hw, C]` and the
+    /// hypernetwork outputs `hyper_in` `[B, 4, C/8]`.
+    fn masks(&self, src: Tensor<3>, hyper_in: Tensor<3>, (h, w): (usize, usize)) -> Tensor<4> {
+        #[cfg(feature = "flex")]
+        if src.device() == Device::flex() && src.dtype() == DType::F32 {
+            return self.masks_on_host(src, hyper_in, (h, w));
+        }
+        let [b, _, c] = src.dims();
         // output_upscaling (ConvT 2x2/2, LayerNorm2d, GELU, ConvT 2x2/2, GELU) pixel by pixel,
         // channels last: `src` rows are the pixels (i, j); after the two layers the rows are
         // (i, j, di, dj) and the columns (ei, ej, channel), for the output pixel
@@ -158,26 +184,68 @@ impl MaskDecoder {
         let up = gelu(self.upscale_conv3.forward_pixels(up)); // [B, 4hw, 4·c/8]
         let up = up.reshape([b, h * w * 16, c / 8]);
 
-        let hyper_in = Tensor::stack::<3>(
-            self.output_hypernetworks_mlps
-                .iter()
-                .enumerate()
-                .map(|(i, mlp)| mlp.forward(hs.clone().narrow(1, 1 + i, 1).squeeze_dim::<2>(1)))
-                .collect(),
-            1,
-        ); // [B, 4, c/8]
         let t = NUM_MASK_TOKENS;
-        let masks = up
-            .matmul(hyper_in.swap_dims(1, 2)) // [B, (i, j, di, dj, ei, ej), t]
+        up.matmul(hyper_in.swap_dims(1, 2)) // [B, (i, j, di, dj, ei, ej), t]
             .reshape([b, h, w, 2, 2, 4 * t])
             .permute([0, 1, 3, 2, 4, 5]) // [B, i, di, j, dj, (ei, ej, t)]
             .reshape([b, 2 * h, 2 * w, 2, 2, t])
             .permute([0, 5, 1, 3, 2, 4]) // [B, t, 2i + di, ei, 2j + dj, ej]
-            .reshape([b, t, 4 * h, 4 * w]);
-        DecoderOutput {
-            low_res_masks: masks,
-            iou_predictions: self.iou_prediction_head.forward(iou_token_out),
+            .reshape([b, t, 4 * h, 4 * w])
+    }
+
+    /// [`MaskDecoder::masks`] on host memory (the CPU backend): the upscaling and the mask
+    /// products one grid row at a time ([`cpu::upscale_masks`]).
+    #[cfg(feature = "flex")]
+    fn masks_on_host(
+        &self,
+        src: Tensor<3>,
+        hyper_in: Tensor<3>,
+        (h, w): (usize, usize),
+    ) -> Tensor<4> {
+        let device = src.device();
+        let [b, hw, c] = src.dims();
+        let t = NUM_MASK_TOKENS;
+        let host = |x: TensorData| x.convert::<f32>().try_into_vec::<f32>().expect("f32 data");
+        let (w0, b0) = self.upscale_conv0.pixel_weights();
+        let (w3, b3) = self.upscale_conv3.pixel_weights();
+        let (ln_w, ln_b, eps) = self.upscale_norm1.params();
+        let (w0, b0, w3, b3) = (
+            host(w0.into_data()),
+            host(b0.into_data()),
+            host(w3.into_data()),
+            host(b3.into_data()),
+        );
+        let (ln_w, ln_b) = (host(ln_w.into_data()), host(ln_b.into_data()));
+        let wt = cpu::UpscaleWeights {
+            w0: &w0,
+            b0: &b0,
+            ln_w: &ln_w,
+            ln_b: &ln_b,
+            w3: &w3,
+            b3: &b3,
+        };
+        let u = cpu::Upscale {
+            h,
+            w,
+            c,
+            c1: c / 4,
+            c2: c / 8,
+            masks: t,
+            eps: eps as f32,
+        };
+        let src = src.into_data();
+        let src = src.as_slice::<f32>().expect("f32 tensor data");
+        let hyper = host(hyper_in.into_data());
+        let mut out = Vec::with_capacity(b * t * 16 * hw);
+        for k in 0..b {
+            out.extend(cpu::upscale_masks(
+                &src[k * hw * c..(k + 1) * hw * c],
+                &hyper[k * t * (c / 8)..(k + 1) * t * (c / 8)],
+                &wt,
+                u,
+            ));
         }
+        Tensor::from_data(TensorData::new(out, [b, t, 4 * h, 4 * w]), &device)
     }
 }
 
