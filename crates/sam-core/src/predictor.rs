@@ -393,7 +393,7 @@ pub fn postprocess_masks(
     original_size: (usize, usize),
 ) -> Tensor<4> {
     #[cfg(feature = "flex")]
-    if low_res.device() == Device::flex() {
+    if crate::modeling::common::on_host(&low_res) {
         return postprocess_masks_host(low_res, input_size, original_size);
     }
     let [b, c, _, _] = low_res.dims();

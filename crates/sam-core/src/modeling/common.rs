@@ -1,11 +1,14 @@
 //! Building blocks shared by the SAM modules (the official `modeling/common.py` plus the
 //! torch.nn layers it uses), each loaded from official state-dict keys.
 
+use burn::tensor::Tensor;
 use burn::tensor::activation::{self, relu};
 use burn::tensor::module::{conv2d, layer_norm, linear};
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{DType, Device, Tensor, TensorData};
+#[cfg(feature = "flex")]
+use burn::tensor::{DType, Device, TensorData};
 
+#[cfg(feature = "flex")]
 use super::cpu;
 use crate::error::Result;
 use crate::weights::WeightLoader;
@@ -154,8 +157,7 @@ impl Conv2d {
         let [c_out, per_group, _, _] = self.weight.dims();
         let c = x.dims()[1];
         let o = &self.options;
-        x.device() == Device::flex()
-            && x.dtype() == DType::F32
+        on_host(x)
             && per_group == 1
             && o.groups == c
             && c_out == c
@@ -174,10 +176,9 @@ impl Conv2d {
         let o = &self.options;
         let device = x.device();
         let data = x.into_data();
-        let host = |t: TensorData| t.convert::<f32>().try_into_vec::<f32>().expect("f32 data");
-        let weight = host(self.weight.to_data());
+        let weight = host_values(self.weight.clone());
         let bias = match &self.bias {
-            Some(bias) => host(bias.to_data()),
+            Some(bias) => host_values(bias.clone()),
             None => vec![0.0; c],
         };
         let d = cpu::Depthwise {
@@ -332,15 +333,8 @@ impl MlpBlock {
 /// burn's `gelu`.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     #[cfg(feature = "flex")]
-    if x.device() == Device::flex() {
-        let device = x.device();
-        let mut data = x.into_data();
-        if data.dtype() != DType::F32 {
-            return activation::gelu(Tensor::from_data(data, &device));
-        }
-        // In place: `try_into_vec` would copy (the backend's buffers are over-aligned).
-        cpu::gelu_in_place(data.as_mut_slice::<f32>().expect("f32 tensor data"));
-        return Tensor::from_data(data, &device);
+    if on_host(&x) {
+        return in_place_on_host(x, cpu::gelu_in_place);
     }
     activation::gelu(x)
 }
@@ -350,17 +344,40 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// scalar `expf` per value. Other devices use burn's `softmax`.
 pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     #[cfg(feature = "flex")]
-    if x.device() == Device::flex() {
-        let device = x.device();
+    {
         let n = x.dims()[D - 1];
-        let mut data = x.into_data();
-        if data.dtype() != DType::F32 || n == 0 {
-            return activation::softmax(Tensor::from_data(data, &device), D - 1);
+        if on_host(&x) && n > 0 {
+            return in_place_on_host(x, |values| cpu::softmax_rows(values, n));
         }
-        cpu::softmax_rows(data.as_mut_slice::<f32>().expect("f32 tensor data"), n);
-        return Tensor::from_data(data, &device);
     }
     activation::softmax(x, D - 1)
+}
+
+/// Whether `x` holds f32 values on the CPU backend: those take the host kernels of
+/// [`cpu`] (in host memory already), everything else burn's operations.
+#[cfg(feature = "flex")]
+pub fn on_host<const D: usize>(x: &Tensor<D>) -> bool {
+    x.device() == Device::flex() && x.dtype() == DType::F32
+}
+
+/// `x` with `f` applied to its values in place, for an [`on_host`] tensor. Without a copy:
+/// `TensorData::try_into_vec` would copy (the backend's buffers are over-aligned).
+#[cfg(feature = "flex")]
+fn in_place_on_host<const D: usize>(x: Tensor<D>, f: impl FnOnce(&mut [f32])) -> Tensor<D> {
+    let device = x.device();
+    let mut data = x.into_data();
+    f(data.as_mut_slice::<f32>().expect("f32 tensor data"));
+    Tensor::from_data(data, &device)
+}
+
+/// A small tensor's values (weights, biases) as an f32 vector on the host, for the [`cpu`]
+/// kernels.
+#[cfg(feature = "flex")]
+pub fn host_values<const D: usize>(x: Tensor<D>) -> Vec<f32> {
+    x.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 tensor data")
 }
 
 /// The same tensor with its values laid out row-major. burn has no operation for it: on the
@@ -376,12 +393,11 @@ pub fn contiguous<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     x
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
 
     /// The host GELU against burn's (scalar `erff`) on the CPU backend.
-    #[cfg(feature = "flex")]
     #[test]
     fn gelu_matches_burns_gelu() {
         let device = Device::flex();

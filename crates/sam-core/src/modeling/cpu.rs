@@ -38,14 +38,73 @@ fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Exact (erf) GELU in place, as `nn.GELU()`, with [`erf_f32`].
-pub fn gelu_in_place(values: &mut [f32]) {
+/// `dst = scale · lhs · rhs` on one thread (callers parallelise over their own blocks), for an
+/// `m x k` by `k x n` product (`[m, n, k]`): `dst` and `lhs` are row-major with the given row
+/// strides, `rhs` has the given (row, column) strides (a transposed operand swaps them).
+///
+/// # Safety
+/// Every element addressed through a pointer and its strides must be valid (`dst`'s for
+/// writing), and `dst` must not overlap `lhs` or `rhs`.
+unsafe fn matmul(
+    [m, n, k]: [usize; 3],
+    (dst, dst_rs): (*mut f32, usize),
+    (lhs, lhs_rs): (*const f32, usize),
+    (rhs, rhs_rs, rhs_cs): (*const f32, usize, usize),
+    scale: f32,
+) {
+    // SAFETY: as promised by the caller.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            false,
+            lhs,
+            1,
+            lhs_rs as isize,
+            rhs,
+            rhs_cs as isize,
+            rhs_rs as isize,
+            0.0,
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+/// Runs `f(index, chunk)` on the `chunk`-long pieces of `values`: on all cores natively when
+/// `parallel`, one after the other otherwise and in WebAssembly (one thread).
+fn for_each_chunk(
+    values: &mut [f32],
+    chunk: usize,
+    parallel: bool,
+    f: impl Fn(usize, &mut [f32]) + Sync + Send,
+) {
     #[cfg(not(target_family = "wasm"))]
-    if values.len() >= 1 << 16 {
-        values.par_chunks_mut(1 << 14).for_each(gelu_chunk);
+    if parallel {
+        values
+            .par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
         return;
     }
-    gelu_chunk(values)
+    let _ = parallel;
+    values
+        .chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(i, c)| f(i, c));
+}
+
+/// Exact (erf) GELU in place, as `nn.GELU()`, with [`erf_f32`].
+pub fn gelu_in_place(values: &mut [f32]) {
+    let parallel = values.len() >= 1 << 16;
+    for_each_chunk(values, 1 << 14, parallel, |_, chunk| gelu_chunk(chunk));
 }
 
 fn gelu_chunk(values: &mut [f32]) {
@@ -130,7 +189,7 @@ pub fn depthwise_conv2d(
     let (oh, ow) = d.out_hw();
     let planes = input.len() / plane;
     let mut out = vec![0.0f32; planes * oh * ow];
-    let run = |(bc, out_plane): (usize, &mut [f32])| {
+    let run = |bc: usize, out_plane: &mut [f32]| {
         let ch = bc % c;
         let x = &input[bc * plane..(bc + 1) * plane];
         let w = &weight[ch * k * k..(ch + 1) * k * k];
@@ -139,10 +198,7 @@ pub fn depthwise_conv2d(
             || depthwise_plane(x, w, bias[ch], d, out_plane, gelu),
         )
     };
-    #[cfg(not(target_family = "wasm"))]
-    out.par_chunks_mut(oh * ow).enumerate().for_each(run);
-    #[cfg(target_family = "wasm")]
-    out.chunks_mut(oh * ow).enumerate().for_each(run);
+    for_each_chunk(&mut out, oh * ow, true, run);
     out
 }
 
@@ -269,26 +325,12 @@ pub fn window_attention(qkv: &[f32], bias: &[f32], a: WindowAttention) -> Vec<f3
             // SAFETY: every operand lies inside `qkv`, `scores` or this window's `out`, with
             // the strides given (rows of `row` values; k read transposed).
             unsafe {
-                gemm::gemm(
-                    n,
-                    n,
-                    kd,
-                    scores.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    false,
-                    qkv.as_ptr().add(base),
-                    1,
-                    row as isize,
-                    qkv.as_ptr().add(base + kd),
-                    row as isize,
-                    1,
-                    0.0,
+                matmul(
+                    [n, n, kd],
+                    (scores.as_mut_ptr(), n),
+                    (qkv.as_ptr().add(base), row),
+                    (qkv.as_ptr().add(base + kd), 1, row),
                     a.scale,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
                 );
             }
             let b = &bias[h * n * n..(h + 1) * n * n];
@@ -297,26 +339,12 @@ pub fn window_attention(qkv: &[f32], bias: &[f32], a: WindowAttention) -> Vec<f3
                 || softmax_rows_with_bias(scores, b, n),
             );
             unsafe {
-                gemm::gemm(
-                    n,
-                    d,
-                    n,
-                    out.as_mut_ptr().add(h * d),
-                    1,
-                    (nh * d) as isize,
-                    false,
-                    scores.as_ptr(),
-                    1,
-                    n as isize,
-                    qkv.as_ptr().add(base + 2 * kd),
-                    1,
-                    row as isize,
-                    0.0,
+                matmul(
+                    [n, d, n],
+                    (out.as_mut_ptr().add(h * d), nh * d),
+                    (scores.as_ptr(), n),
+                    (qkv.as_ptr().add(base + 2 * kd), row, 1),
                     1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
                 );
             }
         }
@@ -339,24 +367,22 @@ pub fn window_attention(qkv: &[f32], bias: &[f32], a: WindowAttention) -> Vec<f3
 /// Softmax over rows of `n` values, in place (`values.len()` a multiple of `n`).
 pub fn softmax_rows(values: &mut [f32], n: usize) {
     assert!(n > 0 && values.len().is_multiple_of(n), "softmax rows");
-    let run = |rows: &mut [f32]| {
-        widest(
-            #[inline(always)]
-            || {
-                for row in rows.chunks_exact_mut(n) {
-                    softmax_row(row, None)
-                }
-            },
-        )
-    };
-    #[cfg(not(target_family = "wasm"))]
-    if values.len() >= 1 << 15 {
-        values
-            .par_chunks_mut(n * (1usize << 14).div_ceil(n))
-            .for_each(run);
-        return;
-    }
-    run(values)
+    let parallel = values.len() >= 1 << 15;
+    for_each_chunk(
+        values,
+        n * (1usize << 14).div_ceil(n),
+        parallel,
+        |_, rows| {
+            widest(
+                #[inline(always)]
+                || {
+                    for row in rows.chunks_exact_mut(n) {
+                        softmax_row(row, None)
+                    }
+                },
+            )
+        },
+    );
 }
 
 /// Row-wise `softmax(scores + bias)` over rows of `n`, in place.
@@ -468,26 +494,12 @@ pub fn upscale_masks(src: &[f32], hyper: &[f32], wt: &UpscaleWeights, u: Upscale
         let mut y2 = vec![0.0f32; 4 * w * 4 * c2];
         // SAFETY: the operands are these buffers with the given row-major shapes.
         unsafe {
-            gemm::gemm(
-                w,
-                4 * c1,
-                c,
-                y1.as_mut_ptr(),
-                1,
-                (4 * c1) as isize,
-                false,
-                src.as_ptr().add(i * w * c),
-                1,
-                c as isize,
-                wt.w0.as_ptr(),
-                1,
-                (4 * c1) as isize,
-                0.0,
+            matmul(
+                [w, 4 * c1, c],
+                (y1.as_mut_ptr(), 4 * c1),
+                (src.as_ptr().add(i * w * c), c),
+                (wt.w0.as_ptr(), 4 * c1, 1),
                 1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
             );
         }
         // Rows (j, di, dj) of c1 channels: bias, LayerNorm, GELU.
@@ -516,26 +528,12 @@ pub fn upscale_masks(src: &[f32], hyper: &[f32], wt: &UpscaleWeights, u: Upscale
             },
         );
         unsafe {
-            gemm::gemm(
-                4 * w,
-                4 * c2,
-                c1,
-                y2.as_mut_ptr(),
-                1,
-                (4 * c2) as isize,
-                false,
-                y1.as_ptr(),
-                1,
-                c1 as isize,
-                wt.w3.as_ptr(),
-                1,
-                (4 * c2) as isize,
-                0.0,
+            matmul(
+                [4 * w, 4 * c2, c1],
+                (y2.as_mut_ptr(), 4 * c2),
+                (y1.as_ptr(), c1),
+                (wt.w3.as_ptr(), 4 * c2, 1),
                 1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
             );
         }
         // Rows (j, di, dj, ei, ej) of c2 channels: bias, GELU, then the mask products.

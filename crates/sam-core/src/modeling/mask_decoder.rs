@@ -2,14 +2,17 @@
 //! embeddings → low-res mask logits `[B, 4, 256, 256]` and IoU predictions `[B, 4]`.
 
 use burn::tensor::Tensor;
-use burn::tensor::activation::relu;
 #[cfg(feature = "flex")]
-use burn::tensor::{DType, Device, TensorData};
+use burn::tensor::TensorData;
+use burn::tensor::activation::relu;
 
 use super::common::{ConvTranspose2d, LayerNorm, Linear, gelu};
-#[cfg(feature = "flex")]
-use super::cpu;
 use super::transformer::{ImageKeys, TwoWayTransformer};
+#[cfg(feature = "flex")]
+use super::{
+    common::{host_values, on_host},
+    cpu,
+};
 use crate::error::Result;
 use crate::weights::WeightLoader;
 
@@ -168,7 +171,7 @@ impl MaskDecoder {
     /// hypernetwork outputs `hyper_in` `[B, 4, C/8]`.
     fn masks(&self, src: Tensor<3>, hyper_in: Tensor<3>, (h, w): (usize, usize)) -> Tensor<4> {
         #[cfg(feature = "flex")]
-        if src.device() == Device::flex() && src.dtype() == DType::F32 {
+        if on_host(&src) {
             return self.masks_on_host(src, hyper_in, (h, w));
         }
         let [b, _, c] = src.dims();
@@ -205,17 +208,16 @@ impl MaskDecoder {
         let device = src.device();
         let [b, hw, c] = src.dims();
         let t = NUM_MASK_TOKENS;
-        let host = |x: TensorData| x.convert::<f32>().try_into_vec::<f32>().expect("f32 data");
         let (w0, b0) = self.upscale_conv0.pixel_weights();
         let (w3, b3) = self.upscale_conv3.pixel_weights();
         let (ln_w, ln_b, eps) = self.upscale_norm1.params();
         let (w0, b0, w3, b3) = (
-            host(w0.into_data()),
-            host(b0.into_data()),
-            host(w3.into_data()),
-            host(b3.into_data()),
+            host_values(w0),
+            host_values(b0),
+            host_values(w3),
+            host_values(b3),
         );
-        let (ln_w, ln_b) = (host(ln_w.into_data()), host(ln_b.into_data()));
+        let (ln_w, ln_b) = (host_values(ln_w), host_values(ln_b));
         let wt = cpu::UpscaleWeights {
             w0: &w0,
             b0: &b0,
@@ -235,7 +237,7 @@ impl MaskDecoder {
         };
         let src = src.into_data();
         let src = src.as_slice::<f32>().expect("f32 tensor data");
-        let hyper = host(hyper_in.into_data());
+        let hyper = host_values(hyper_in);
         let mut out = Vec::with_capacity(b * t * 16 * hw);
         for k in 0..b {
             out.extend(cpu::upscale_masks(

@@ -8,14 +8,12 @@
 
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-#[cfg(feature = "flex")]
-use burn::tensor::{DType, Device};
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::common::{Conv2d, Conv2dSpec, LayerNorm, LayerNorm2d, Linear, gelu};
-#[cfg(feature = "flex")]
-use super::cpu;
 use super::image_encoder::{window_partition, window_unpartition};
+#[cfg(feature = "flex")]
+use super::{common::on_host, cpu};
 use crate::checkpoint::Checkpoint;
 use crate::error::{Result, SamError};
 use crate::weights::{KeyShapes, WeightLoader};
@@ -395,7 +393,7 @@ impl Attention {
         let (nh, kd, d) = (self.num_heads, self.key_dim, self.d);
         let qkv = self.qkv.forward(self.norm.forward(x));
         #[cfg(feature = "flex")]
-        if qkv.device() == Device::flex() && qkv.dtype() == DType::F32 {
+        if on_host(&qkv) {
             return self.proj.forward(self.attend_on_host(qkv));
         }
         // (B, N, heads, 2kd+d) → (B, heads, N, 2kd+d)
