@@ -207,11 +207,23 @@ fn run(tag: &str) {
             .predict_onnx(&embeddings[image].features, &onnx, options)
             .unwrap();
         let key = |k: &str| format!("onnx/{name}/{k}");
-        check(
-            &format!("{tag} onnx {name} scores"),
-            max_err(&host(out.scores.clone()), &refs.get(&key("scores")).data),
-            iou_tol,
-        );
+        if options.use_stability_score {
+            // The scores are then the stability of the low-res masks: a ratio of pixel counts,
+            // which moves by a pixel wherever a reference logit is within tolerance of ±1.
+            check_stability(
+                &format!("{tag} onnx {name} scores"),
+                &host(out.scores.clone()),
+                &refs.get(&key("scores")).data,
+                &refs.get(&key("low_res_masks")).data,
+                low_tol,
+            );
+        } else {
+            check(
+                &format!("{tag} onnx {name} scores"),
+                max_err(&host(out.scores.clone()), &refs.get(&key("scores")).data),
+                iou_tol,
+            );
+        }
         check(
             &format!("{tag} onnx {name} low_res"),
             max_err(
@@ -246,6 +258,48 @@ fn run(tag: &str) {
                 .unwrap_or(0.0) as f32;
             assert!(diff <= ambiguous.max(0.0) + 0.5, "areas differ by {diff}");
         }
+    }
+}
+
+/// Checks stability scores (`count(logit > 1) / count(logit > -1)` per mask) against the range
+/// the reference logits allow: each pixel whose reference logit is within `tol` of +1 or -1
+/// may fall on either side, as the reference kit lets mask pixels within tolerance of 0 flip.
+/// `ours` and `reference_scores` have one score per mask of `reference` (row-major masks of
+/// equal size).
+fn check_stability(
+    name: &str,
+    ours: &[f32],
+    reference_scores: &[f32],
+    reference: &[f32],
+    tol: f32,
+) {
+    let size = reference.len() / ours.len();
+    let masks = ours
+        .iter()
+        .zip(reference_scores)
+        .zip(reference.chunks_exact(size));
+    for (m, ((&score, &reference_score), logits)) in masks.enumerate() {
+        let count = |f: &dyn Fn(f32) -> bool| logits.iter().filter(|&&l| f(l)).count() as f32;
+        let (inter, union) = (count(&|l| l > 1.0), count(&|l| l > -1.0));
+        let (near_hi, near_lo) = (
+            count(&|l| (l - 1.0).abs() < tol),
+            count(&|l| (l + 1.0).abs() < tol),
+        );
+        let low = (inter - near_hi) / (union + near_lo);
+        let high = (inter + near_hi) / (union - near_lo).max(1.0);
+        let exact = inter / union;
+        assert!(
+            (exact - reference_score).abs() < 1e-6,
+            "{name}[{m}]: the reference logits give {exact}, its score is {reference_score}"
+        );
+        println!(
+            "{name}[{m}]: ours {score}, reference {exact}, allowed [{low}, {high}] \
+             ({near_hi} logits within {tol:e} of +1, {near_lo} of -1)"
+        );
+        assert!(
+            score >= low - 1e-6 && score <= high + 1e-6,
+            "{name}[{m}]: {score} outside [{low}, {high}]"
+        );
     }
 }
 
