@@ -32,8 +32,26 @@ impl Linear {
         Ok(Self { weight, bias })
     }
 
-    /// `[..., d_in]` → `[..., d_out]`.
+    /// `[..., d_in]` → `[..., d_out]`. On the CPU backend a product on host memory
+    /// ([`cpu::linear`]).
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        #[cfg(feature = "flex")]
+        if on_host(&x) {
+            let [d_in, d_out] = self.weight.dims();
+            let mut dims = x.dims();
+            dims[D - 1] = d_out;
+            let device = x.device();
+            let data = x.into_data();
+            let bias = self.bias.clone().map(host_values);
+            let out = cpu::linear(
+                data.as_slice::<f32>().expect("f32 tensor data"),
+                &host_values(self.weight.clone()),
+                bias.as_deref(),
+                d_in,
+                d_out,
+            );
+            return Tensor::from_data(TensorData::new(out, dims), &device);
+        }
         linear(x, self.weight.clone(), self.bias.clone())
     }
 
@@ -141,6 +159,10 @@ impl Conv2d {
         if self.is_host_depthwise(&x) {
             return self.depthwise_on_host(x, then_gelu);
         }
+        #[cfg(feature = "flex")]
+        if self.is_host_product(&x) {
+            return self.product_on_host(x, then_gelu);
+        }
         let y = conv2d(
             x,
             self.weight.clone(),
@@ -165,6 +187,51 @@ impl Conv2d {
             && o.padding[0] == o.padding[1]
             && o.padding[0].0 == o.padding[0].1
             && o.dilation == [1, 1]
+    }
+
+    /// Whether this is a convolution with one group (square stride, symmetric padding) of f32
+    /// values on the CPU backend: those run on host memory as matrix products.
+    #[cfg(feature = "flex")]
+    fn is_host_product(&self, x: &Tensor<4>) -> bool {
+        let [_, _, kh, kw] = self.weight.dims();
+        let o = &self.options;
+        on_host(x)
+            && o.groups == 1
+            && kh == kw
+            && o.stride[0] == o.stride[1]
+            && o.padding[0] == o.padding[1]
+            && o.padding[0].0 == o.padding[0].1
+            && o.dilation == [1, 1]
+    }
+
+    /// A convolution with one group on host memory ([`cpu::conv2d`]), its bias and the
+    /// optional GELU fused; for the cases [`Conv2d::is_host_product`] accepts.
+    #[cfg(feature = "flex")]
+    fn product_on_host(&self, x: Tensor<4>, gelu: bool) -> Tensor<4> {
+        let [c_out, _, k, _] = self.weight.dims();
+        let [batch, c_in, height, width] = x.dims();
+        let c = cpu::Conv {
+            batch,
+            c_in,
+            height,
+            width,
+            c_out,
+            kernel: k,
+            stride: self.options.stride[0],
+            padding: self.options.padding[0].0,
+        };
+        let device = x.device();
+        let data = x.into_data();
+        let bias = self.bias.clone().map(host_values);
+        let out = cpu::conv2d(
+            data.as_slice::<f32>().expect("f32 tensor data"),
+            &host_values(self.weight.clone()),
+            bias.as_deref(),
+            c,
+            gelu,
+        );
+        let (oh, ow) = c.out_hw();
+        Tensor::from_data(TensorData::new(out, [batch, c_out, oh, ow]), &device)
     }
 
     /// A depthwise convolution on host memory with its bias and the optional GELU fused
@@ -351,6 +418,50 @@ pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         }
     }
     activation::softmax(x, D - 1)
+}
+
+/// `a [..., m, k] · b [..., k, n]`, batch dimensions broadcast as burn's `matmul` does. On the
+/// CPU backend a product on host memory ([`cpu::batched_matmul`]); burn's otherwise.
+pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if on_host(&a) && on_host(&b) {
+        return matmul_on_host(a, b, false, 1.0);
+    }
+    a.matmul(b)
+}
+
+/// `scale · a [..., m, k] · bᵀ` for `b` `[..., n, k]` (attention logits from queries and
+/// keys). On the CPU backend `b` is read transposed in place; elsewhere `a` is scaled, then
+/// multiplied by burn's `matmul`.
+pub fn matmul_t<const D: usize>(a: Tensor<D>, b: Tensor<D>, scale: f64) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if on_host(&a) && on_host(&b) {
+        return matmul_on_host(a, b, true, scale as f32);
+    }
+    let a = if scale == 1.0 { a } else { a.mul_scalar(scale) };
+    a.matmul(b.swap_dims(D - 2, D - 1))
+}
+
+#[cfg(feature = "flex")]
+fn matmul_on_host<const D: usize>(
+    a: Tensor<D>,
+    b: Tensor<D>,
+    b_transposed: bool,
+    scale: f32,
+) -> Tensor<D> {
+    let device = a.device();
+    let (a_dims, b_dims) = (a.dims(), b.dims());
+    let (a, b) = (a.into_data(), b.into_data());
+    let (dims, out) = cpu::batched_matmul(
+        (a.as_slice::<f32>().expect("f32 tensor data"), &a_dims),
+        (
+            b.as_slice::<f32>().expect("f32 tensor data"),
+            &b_dims,
+            b_transposed,
+        ),
+        scale,
+    );
+    Tensor::from_data(TensorData::new(out, dims), &device)
 }
 
 /// Whether `x` holds f32 values on the CPU backend: those take the host kernels of

@@ -7,7 +7,8 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::common::{
-    Activation, Conv2d, Conv2dSpec, LayerNorm, LayerNorm2d, Linear, MlpBlock, softmax_last,
+    Activation, Conv2d, Conv2dSpec, LayerNorm, LayerNorm2d, Linear, MlpBlock, matmul, matmul_t,
+    softmax_last,
 };
 use crate::checkpoint::Checkpoint;
 use crate::error::{Result, SamError};
@@ -333,9 +334,9 @@ impl Attention {
 
     /// softmax(q·scale·kᵀ + rel-pos) · v for `[n, HW, hd]` slices of (batch x heads).
     fn attend(&self, q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, hw: (usize, usize)) -> Tensor<3> {
-        let attn = q.clone().mul_scalar(self.scale).matmul(k.swap_dims(1, 2));
+        let attn = matmul_t(q.clone(), k, self.scale);
         let attn = self.add_decomposed_rel_pos(attn, q, hw);
-        softmax_last(attn).matmul(v)
+        matmul(softmax_last(attn), v)
     }
 
     /// `attn` `[B*heads, HW, HW]` plus the decomposed rel-pos terms of the unscaled `q`
@@ -349,20 +350,19 @@ impl Attention {
         let [bn, _, hd] = q.dims();
         let r_q = q.reshape([bn, h, w, hd]);
         // einsum("bhwc,hkc->bhwk"): per row h, (B*w, c) @ (c, k)
-        let rel_h = r_q
-            .clone()
-            .permute([1, 0, 2, 3])
-            .reshape([h, bn * w, hd])
-            .matmul(self.rh.clone().swap_dims(1, 2))
-            .reshape([h, bn, w, h])
-            .permute([1, 0, 2, 3]);
+        let rel_h = matmul(
+            r_q.clone().permute([1, 0, 2, 3]).reshape([h, bn * w, hd]),
+            self.rh.clone().swap_dims(1, 2),
+        )
+        .reshape([h, bn, w, h])
+        .permute([1, 0, 2, 3]);
         // einsum("bhwc,wkc->bhwk"): per column w, (B*h, c) @ (c, k)
-        let rel_w = r_q
-            .permute([2, 0, 1, 3])
-            .reshape([w, bn * h, hd])
-            .matmul(self.rw.clone().swap_dims(1, 2))
-            .reshape([w, bn, h, w])
-            .permute([1, 2, 0, 3]);
+        let rel_w = matmul(
+            r_q.permute([2, 0, 1, 3]).reshape([w, bn * h, hd]),
+            self.rw.clone().swap_dims(1, 2),
+        )
+        .reshape([w, bn, h, w])
+        .permute([1, 2, 0, 3]);
         let attn: Tensor<5> = attn.reshape([bn, h, w, h, w]);
         let attn = attn + rel_h.unsqueeze_dim::<5>(4) + rel_w.unsqueeze_dim::<5>(3);
         attn.reshape([bn, h * w, h * w])

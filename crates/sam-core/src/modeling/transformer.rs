@@ -3,7 +3,9 @@
 
 use burn::tensor::Tensor;
 
-use super::common::{Activation, LayerNorm, Linear, MlpBlock, contiguous, softmax_last};
+use super::common::{
+    Activation, LayerNorm, Linear, MlpBlock, contiguous, matmul, matmul_t, softmax_last,
+};
 use crate::error::Result;
 use crate::weights::WeightLoader;
 
@@ -350,9 +352,9 @@ impl Attention {
         let k = self.separate_heads(self.k_proj.forward(k));
         let v = self.separate_heads(self.v_proj.forward(v));
         let [b, h, n, hd] = q.dims();
-        let attn = q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt());
+        let attn = matmul_t(q, k, 1.0 / (hd as f64).sqrt());
         let attn = softmax_last(attn);
-        let out = attn.matmul(v).swap_dims(1, 2).reshape([b, n, h * hd]);
+        let out = matmul(attn, v).swap_dims(1, 2).reshape([b, n, h * hd]);
         self.out_proj.forward(out)
     }
 
@@ -368,11 +370,11 @@ impl Attention {
         let nh = self.num_heads;
         let q = self.separate_heads(self.q_proj.forward(q)); // [B, nh, Nq, hd]
         let hd = q.dims()[3];
-        let qk = q.matmul(self.k_heads_t.clone()).reshape([b, nh * nq, dim]);
-        let attn = qk.matmul(k.swap_dims(1, 2)).div_scalar((hd as f64).sqrt());
+        let qk = matmul(q, self.k_heads_t.clone()).reshape([b, nh * nq, dim]);
+        let attn = matmul_t(qk, k, 1.0 / (hd as f64).sqrt());
         let attn = softmax_last(attn); // [B, nh·Nq, Nk]
-        let pv = attn.matmul(v).reshape([b, nh, nq, dim]);
-        let out = pv.matmul(self.v_heads.clone()) + self.v_bias_heads.clone(); // [B, nh, Nq, hd]
+        let pv = matmul(attn, v).reshape([b, nh, nq, dim]);
+        let out = matmul(pv, self.v_heads.clone()) + self.v_bias_heads.clone(); // [B, nh, Nq, hd]
         self.out_proj
             .forward(out.swap_dims(1, 2).reshape([b, nq, nh * hd]))
     }
@@ -382,10 +384,8 @@ impl Attention {
     fn tokens_to_projected(&self, q: Tensor<3>, k: &Tensor<4>, v: &Tensor<4>) -> Tensor<3> {
         let q = self.separate_heads(self.q_proj.forward(q)); // [B, nh, Nq, hd]
         let [b, nh, nq, hd] = q.dims();
-        let attn = q
-            .matmul(k.clone().swap_dims(2, 3))
-            .div_scalar((hd as f64).sqrt());
-        let out = softmax_last(attn).matmul(v.clone()); // [B, nh, Nq, hd]
+        let attn = matmul_t(q, k.clone(), 1.0 / (hd as f64).sqrt());
+        let out = matmul(softmax_last(attn), v.clone()); // [B, nh, Nq, hd]
         self.out_proj
             .forward(out.swap_dims(1, 2).reshape([b, nq, nh * hd]))
     }
@@ -396,10 +396,7 @@ impl Attention {
         let [b, nk, _] = k.dims();
         let [_, nh, nq, hd] = q.dims();
         let k = self.separate_heads(self.k_proj.forward(k)); // [B, nh, Nk, hd]
-        let attn = q
-            .clone()
-            .matmul(k.swap_dims(2, 3))
-            .div_scalar((hd as f64).sqrt()); // [B, nh, Nq, Nk]
+        let attn = matmul_t(q.clone(), k, 1.0 / (hd as f64).sqrt()); // [B, nh, Nq, Nk]
         let attn = softmax_last(attn).swap_dims(1, 2).reshape([b, nq, nh * nk]);
         self.attend_tokens(attn, v)
     }
@@ -416,18 +413,12 @@ impl Attention {
         let k = self.separate_heads(self.k_proj.forward(k)); // [B, nh, Nk, hd]
         let hd = k.dims()[3];
         let kt = k.swap_dims(2, 3); // [B, nh, hd, Nk]
-        let m = self
-            .q_heads
-            .clone()
-            .matmul(kt.clone()) // [B, nh, dim, Nk]
+        let m = matmul(self.q_heads.clone(), kt.clone()) // [B, nh, dim, Nk]
             .swap_dims(1, 2)
             .reshape([b, dim, nh * nk]);
-        let c = self
-            .q_bias_heads
-            .clone()
-            .matmul(kt) // [B, nh, 1, Nk]
+        let c = matmul(self.q_bias_heads.clone(), kt) // [B, nh, 1, Nk]
             .reshape([b, 1, nh * nk]);
-        let attn = (q.matmul(m) + c).div_scalar((hd as f64).sqrt()); // [B, Nq, nh·Nk]
+        let attn = (matmul(q, m) + c).div_scalar((hd as f64).sqrt()); // [B, Nq, nh·Nk]
         let attn = softmax_last(attn.reshape([b, nq, nh, nk])).reshape([b, nq, nh * nk]);
         self.attend_tokens(attn, v)
     }
@@ -439,9 +430,8 @@ impl Attention {
         let [b, nk, _] = v.dims();
         let dim = self.out_bias.dims()[2];
         let v = self.separate_heads(self.v_proj.forward(v)); // [B, nh, Nk, hd]
-        let n = v
-            .matmul(self.out_heads.clone()) // [B, nh, Nk, dim]
+        let n = matmul(v, self.out_heads.clone()) // [B, nh, Nk, dim]
             .reshape([b, self.num_heads * nk, dim]);
-        attn.matmul(n) + self.out_bias.clone()
+        matmul(attn, n) + self.out_bias.clone()
     }
 }
