@@ -13,5 +13,9 @@ export SAM_REFERENCE_DIR="${SAM_REFERENCE_DIR:-$(cd .. && pwd)/shared/reference}
 # The program reads the reference kit and the repository's fixtures: both preopened.
 export SAM_WASI_DIRS="$SAM_REFERENCE_DIR:$root"
 export CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $root/scripts/wasi-run.mjs"
+# The unit tests of the CPU kernels first (edge cases of the WebAssembly matrix kernel:
+# partial tiles, transposed and strided operands), then the models.
+cargo test --target wasm32-wasip1 -p sam-core --no-default-features --features flex --lib \
+  "$@" -- modeling::cpu::
 exec cargo test --target wasm32-wasip1 -p sam-core --no-default-features --features flex \
   --test model_mobile_sam --test model_tiny "$@"

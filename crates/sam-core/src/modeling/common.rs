@@ -179,11 +179,15 @@ impl Conv2d {
         let [c_out, per_group, _, _] = self.weight.dims();
         let c = x.dims()[1];
         let o = &self.options;
-        on_host(x)
-            && per_group == 1
-            && o.groups == c
-            && c_out == c
-            && o.stride[0] == o.stride[1]
+        on_host(x) && per_group == 1 && o.groups == c && c_out == c && self.is_square()
+    }
+
+    /// Square stride, the same padding on every side, no dilation: the convolutions the
+    /// host kernels take.
+    #[cfg(feature = "flex")]
+    fn is_square(&self) -> bool {
+        let o = &self.options;
+        o.stride[0] == o.stride[1]
             && o.padding[0] == o.padding[1]
             && o.padding[0].0 == o.padding[0].1
             && o.dilation == [1, 1]
@@ -194,14 +198,7 @@ impl Conv2d {
     #[cfg(feature = "flex")]
     fn is_host_product(&self, x: &Tensor<4>) -> bool {
         let [_, _, kh, kw] = self.weight.dims();
-        let o = &self.options;
-        on_host(x)
-            && o.groups == 1
-            && kh == kw
-            && o.stride[0] == o.stride[1]
-            && o.padding[0] == o.padding[1]
-            && o.padding[0].0 == o.padding[0].1
-            && o.dilation == [1, 1]
+        on_host(x) && self.options.groups == 1 && kh == kw && self.is_square()
     }
 
     /// A convolution with one group on host memory ([`cpu::conv2d`]), its bias and the
