@@ -188,10 +188,14 @@ fn depthwise_plane(x: &[f32], w: &[f32], bias: f32, d: Depthwise, out: &mut [f32
             let ih = o * s + kh - p;
             &x[ih * d.width..(ih + 1) * d.width]
         };
-        // The interior in blocks of L columns, the sums kept in registers across all taps.
-        const L: usize = 16;
+        // The interior in blocks of L columns, the sums kept in registers across all taps
+        // (32: 8 WebAssembly vectors, twice as fast there as 16; 2 AVX-512 vectors natively).
+        const L: usize = 32;
         let mut c = a;
-        while c + L <= b {
+        while c + L <= b || (c < b && b - a >= L) {
+            // The interior's tail as one more block, overlapping the one before: the columns
+            // one at a time below were ~half of WebAssembly's time at 256 columns.
+            c = c.min(b - L);
             let mut acc = [bias; L];
             for kh in kh_lo..kh_hi {
                 let xr = x_row(kh);
@@ -605,6 +609,8 @@ mod tests {
             (6, 70, 3, 2, 1),
             (3, 50, 3, 1, 1),
             (3, 37, 3, 1, 0),
+            (4, 100, 3, 1, 1),
+            (4, 131, 3, 2, 1),
             (1, 1, 3, 1, 1),
         ] {
             let d = Depthwise {
