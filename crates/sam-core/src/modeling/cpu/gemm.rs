@@ -40,6 +40,20 @@ pub unsafe fn matmul_parallel(
     unsafe { product(shape, dst, lhs, rhs, scale, true) }
 }
 
+/// `len` values, every one written by `write` through the pointer (a product's destination)
+/// before anything reads them: no zeroing first, which in WebAssembly is a `memset` of the
+/// whole output.
+///
+/// # Safety
+/// `write` must write all `len` values and read none it has not written.
+pub unsafe fn written_by(len: usize, write: impl FnOnce(*mut f32)) -> Vec<f32> {
+    let mut values = Vec::with_capacity(len);
+    write(values.as_mut_ptr());
+    // SAFETY: the capacity is `len` and `write` initialised every value (caller).
+    unsafe { values.set_len(len) };
+    values
+}
+
 /// A right-hand operand used for several products ([`matmul_by`]), e.g. a weight multiplied
 /// by one block of rows at a time: in WebAssembly it is packed for the kernel once.
 pub struct Rhs<'a> {

@@ -4,7 +4,7 @@
 
 use super::for_each_chunk;
 use super::gelu_chunk;
-use super::gemm::{matmul, matmul_parallel};
+use super::gemm::{matmul, matmul_parallel, written_by};
 
 /// Values of an im2col band (4 MiB): the band is as many output rows as fit.
 const BAND_VALUES: usize = 1 << 20;
@@ -17,16 +17,18 @@ pub fn linear(x: &[f32], w: &[f32], bias: Option<&[f32]>, d_in: usize, d_out: us
         "linear shapes"
     );
     let rows = x.len() / d_in;
-    let mut out = vec![0.0f32; rows * d_out];
-    // SAFETY: the buffers hold the row-major shapes given.
-    unsafe {
-        matmul_parallel(
-            [rows, d_out, d_in],
-            (out.as_mut_ptr(), d_out),
-            (x.as_ptr(), d_in),
-            (w.as_ptr(), d_out, 1),
-            1.0,
-        )
+    // SAFETY: the product writes all rows x d_out values; the buffers hold the row-major
+    // shapes given.
+    let mut out = unsafe {
+        written_by(rows * d_out, |out| {
+            matmul_parallel(
+                [rows, d_out, d_in],
+                (out, d_out),
+                (x.as_ptr(), d_in),
+                (w.as_ptr(), d_out, 1),
+                1.0,
+            )
+        })
     };
     if let Some(bias) = bias {
         assert_eq!(bias.len(), d_out, "linear bias shape");
@@ -87,61 +89,64 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, c: Conv, gelu: bo
     assert_eq!(weight.len(), c.c_out * depth, "convolution weight shape");
     let (oh, ow) = c.out_hw();
     let out_plane = oh * ow;
-    let mut out = vec![0.0f32; c.batch * c.c_out * out_plane];
     let pointwise = k == 1 && s == 1 && p == 0;
     let band_rows = (BAND_VALUES / (depth * ow).max(1)).clamp(1, oh);
     let mut cols = vec![0.0f32; if pointwise { 0 } else { depth * band_rows * ow }];
-    for (img, out) in x
-        .chunks_exact(c.c_in * plane)
-        .zip(out.chunks_exact_mut(c.c_out * out_plane))
-    {
-        if pointwise {
-            // SAFETY: weight [c_out, c_in], the image [c_in, plane], out [c_out, plane].
-            unsafe {
-                matmul_parallel(
-                    [c.c_out, plane, c.c_in],
-                    (out.as_mut_ptr(), plane),
-                    (weight.as_ptr(), c.c_in),
-                    (img.as_ptr(), plane, 1),
-                    1.0,
-                )
-            };
-            continue;
-        }
-        for y0 in (0..oh).step_by(band_rows) {
-            let px = band_rows.min(oh - y0) * ow;
-            let band = &mut cols[..depth * px];
-            // Row (ci, ky, kx) of the band: input value (y·s + ky - p, x·s + kx - p) of
-            // channel ci for every output pixel (y, x) of the band, zero in the padding.
-            for_each_chunk(band, px, depth * px >= 1 << 16, |r, row| {
-                let (ci, ky, kx) = (r / (k * k), r / k % k, r % k);
-                let src = &img[ci * plane..(ci + 1) * plane];
-                for (dy, row) in row.chunks_exact_mut(ow).enumerate() {
-                    let iy = ((y0 + dy) * s + ky).wrapping_sub(p);
-                    if iy >= c.height {
-                        row.fill(0.0);
-                        continue;
+    // Image by image, the products write every output value (all c_out rows of every band).
+    let images = |out: *mut f32| {
+        for (i, img) in x.chunks_exact(c.c_in * plane).enumerate() {
+            // SAFETY: image i's c_out output planes.
+            let out = unsafe { out.add(i * c.c_out * out_plane) };
+            if pointwise {
+                // SAFETY: weight [c_out, c_in], the image [c_in, plane], out [c_out, plane].
+                unsafe {
+                    matmul_parallel(
+                        [c.c_out, plane, c.c_in],
+                        (out, plane),
+                        (weight.as_ptr(), c.c_in),
+                        (img.as_ptr(), plane, 1),
+                        1.0,
+                    )
+                };
+                continue;
+            }
+            for y0 in (0..oh).step_by(band_rows) {
+                let px = band_rows.min(oh - y0) * ow;
+                let band = &mut cols[..depth * px];
+                // Row (ci, ky, kx) of the band: input value (y·s + ky - p, x·s + kx - p) of
+                // channel ci for every output pixel (y, x) of the band, zero in the padding.
+                for_each_chunk(band, px, depth * px >= 1 << 16, |r, row| {
+                    let (ci, ky, kx) = (r / (k * k), r / k % k, r % k);
+                    let src = &img[ci * plane..(ci + 1) * plane];
+                    for (dy, row) in row.chunks_exact_mut(ow).enumerate() {
+                        let iy = ((y0 + dy) * s + ky).wrapping_sub(p);
+                        if iy >= c.height {
+                            row.fill(0.0);
+                            continue;
+                        }
+                        let src = &src[iy * c.width..(iy + 1) * c.width];
+                        for (ox, v) in row.iter_mut().enumerate() {
+                            let ix = (ox * s + kx).wrapping_sub(p);
+                            *v = if ix < c.width { src[ix] } else { 0.0 };
+                        }
                     }
-                    let src = &src[iy * c.width..(iy + 1) * c.width];
-                    for (ox, v) in row.iter_mut().enumerate() {
-                        let ix = (ox * s + kx).wrapping_sub(p);
-                        *v = if ix < c.width { src[ix] } else { 0.0 };
-                    }
-                }
-            });
-            // SAFETY: weight [c_out, depth], the band [depth, px], and the band's columns
-            // y0·ow.. of the output planes (row stride out_plane).
-            unsafe {
-                matmul_parallel(
-                    [c.c_out, px, depth],
-                    (out.as_mut_ptr().add(y0 * ow), out_plane),
-                    (weight.as_ptr(), depth),
-                    (band.as_ptr(), px, 1),
-                    1.0,
-                )
-            };
+                });
+                // SAFETY: weight [c_out, depth], the band [depth, px], and the band's columns
+                // y0·ow.. of the output planes (row stride out_plane).
+                unsafe {
+                    matmul_parallel(
+                        [c.c_out, px, depth],
+                        (out.add(y0 * ow), out_plane),
+                        (weight.as_ptr(), depth),
+                        (band.as_ptr(), px, 1),
+                        1.0,
+                    )
+                };
+            }
         }
-    }
+    };
+    // SAFETY: `images` writes all batch x c_out x out_plane values.
+    let mut out = unsafe { written_by(c.batch * c.c_out * out_plane, images) };
     if (bias.is_some() || gelu) && out_plane > 0 {
         let parallel = out.len() >= 1 << 16;
         for_each_chunk(&mut out, out_plane, parallel, |i, plane| {
