@@ -156,7 +156,7 @@ impl Conv2d {
 
     fn forward_then(&self, x: Tensor<4>, then_gelu: bool) -> Tensor<4> {
         #[cfg(feature = "flex")]
-        if self.is_host_depthwise(&x) {
+        if self.is_host_depthwise(&x, x.dims()[1]) {
             return self.depthwise_on_host(x, then_gelu);
         }
         #[cfg(feature = "flex")]
@@ -173,11 +173,11 @@ impl Conv2d {
     }
 
     /// Whether this is a depthwise convolution (one filter per channel, square stride,
-    /// symmetric padding) of f32 values on the CPU backend: those run on host memory.
+    /// symmetric padding) of `x`'s `c` channels, f32 values on the CPU backend: those run on
+    /// host memory.
     #[cfg(feature = "flex")]
-    fn is_host_depthwise(&self, x: &Tensor<4>) -> bool {
+    fn is_host_depthwise(&self, x: &Tensor<4>, c: usize) -> bool {
         let [c_out, per_group, _, _] = self.weight.dims();
-        let c = x.dims()[1];
         let o = &self.options;
         on_host(x) && per_group == 1 && o.groups == c && c_out == c && self.is_square()
     }
@@ -229,6 +229,43 @@ impl Conv2d {
         );
         let (oh, ow) = c.out_hw();
         Tensor::from_data(TensorData::new(out, [batch, c_out, oh, ow]), &device)
+    }
+
+    /// [`Conv2d::forward`] on channels-last values: `[B, H, W, C_in]` → `[B, H', W', C_out]`. A
+    /// depthwise convolution on the CPU backend reads them in place
+    /// ([`cpu::depthwise_conv2d_channels_last`]); otherwise the values are transposed around
+    /// [`Conv2d::forward`].
+    pub fn forward_channels_last(&self, x: Tensor<4>) -> Tensor<4> {
+        #[cfg(feature = "flex")]
+        {
+            let [b, h, w, c] = x.dims();
+            if self.is_host_depthwise(&x, c) {
+                let o = &self.options;
+                let d = cpu::Depthwise {
+                    channels: c,
+                    height: h,
+                    width: w,
+                    kernel: self.weight.dims()[2],
+                    stride: o.stride[0],
+                    padding: o.padding[0].0,
+                };
+                let device = x.device();
+                let data = x.into_data();
+                let bias = match &self.bias {
+                    Some(bias) => host_values(bias.clone()),
+                    None => vec![0.0; c],
+                };
+                let out = cpu::depthwise_conv2d_channels_last(
+                    data.as_slice::<f32>().expect("f32 tensor data"),
+                    &host_values(self.weight.clone()),
+                    &bias,
+                    d,
+                );
+                let (oh, ow) = d.out_hw();
+                return Tensor::from_data(TensorData::new(out, [b, oh, ow, c]), &device);
+            }
+        }
+        self.forward(x.permute([0, 3, 1, 2])).permute([0, 2, 3, 1])
     }
 
     /// A depthwise convolution on host memory with its bias and the optional GELU fused

@@ -494,10 +494,7 @@ impl TinyViTBlock {
         let nw = windows.dims()[0];
         let out = self.attn.forward(windows.reshape([nw, ws * ws, c]));
         let x = x + window_unpartition(out.reshape([nw, ws, ws, c]), ws, pad_hw, (h, w));
-        let x = self
-            .local_conv
-            .forward(x.permute([0, 3, 1, 2]))
-            .permute([0, 2, 3, 1]);
+        let x = self.local_conv.forward_channels_last(x);
         x.clone() + self.mlp.forward(x)
     }
 }

@@ -168,6 +168,67 @@ pub fn depthwise_conv2d(
     out
 }
 
+/// [`depthwise_conv2d`] of channels-last values: `input` `[B, H, W, C]`, `weight` `[C, k, k]`,
+/// `bias` `[C]` → `[B, H', W', C]` (TinyViT's `local_conv` between its `[B, H, W, C]` blocks:
+/// no transposes on either side). Each output pixel starts from the bias and adds its taps
+/// in the same order as [`depthwise_conv2d`], vectorised across the channels.
+pub fn depthwise_conv2d_channels_last(
+    input: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    d: Depthwise,
+) -> Vec<f32> {
+    let (c, k, s, p) = (d.channels, d.kernel, d.stride, d.padding);
+    let (h, w) = (d.height, d.width);
+    assert!(
+        c > 0 && h * w > 0 && input.len().is_multiple_of(h * w * c),
+        "depthwise input shape"
+    );
+    assert_eq!(weight.len(), c * k * k, "depthwise weight shape");
+    assert_eq!(bias.len(), c, "depthwise bias shape");
+    assert!(
+        h + 2 * p >= k && w + 2 * p >= k && s > 0,
+        "depthwise kernel larger than the padded input"
+    );
+    let (oh, ow) = d.out_hw();
+    // The taps as [k·k, C]: one contiguous row of weights per tap.
+    let taps: Vec<f32> = (0..k * k * c)
+        .map(|i| weight[(i % c) * k * k + i / c])
+        .collect();
+    let images = input.len() / (h * w * c);
+    let mut out = vec![0.0f32; images * oh * ow * c];
+    let run = |r: usize, row: &mut [f32]| {
+        let (y, img) = (r % oh, &input[r / oh * h * w * c..(r / oh + 1) * h * w * c]);
+        for (x, px) in row.chunks_exact_mut(c).enumerate() {
+            px.copy_from_slice(bias);
+            for ky in 0..k {
+                let iy = (y * s + ky).wrapping_sub(p);
+                if iy >= h {
+                    continue;
+                }
+                for kx in 0..k {
+                    let ix = (x * s + kx).wrapping_sub(p);
+                    if ix >= w {
+                        continue;
+                    }
+                    let src = &img[(iy * w + ix) * c..(iy * w + ix + 1) * c];
+                    let tap = &taps[(ky * k + kx) * c..(ky * k + kx + 1) * c];
+                    for ((o, &v), &t) in px.iter_mut().zip(src).zip(tap) {
+                        *o += t * v;
+                    }
+                }
+            }
+        }
+    };
+    for_each_chunk(&mut out, ow * c, true, |r, row| {
+        widest(
+            #[inline(always)]
+            || run(r, row),
+        )
+    });
+    out
+}
+
 /// One channel of [`depthwise_conv2d`]: `x` `[H, W]`, `w` `[k, k]` → `out` `[H', W']`.
 #[inline(always)]
 fn depthwise_plane(x: &[f32], w: &[f32], bias: f32, d: Depthwise, out: &mut [f32], gelu: bool) {
@@ -595,6 +656,40 @@ mod tests {
             }
         }
         out
+    }
+
+    /// The channels-last kernel gives exactly what the NCHW one gives on the transposed values.
+    #[test]
+    fn depthwise_channels_last_matches_nchw() {
+        let val = |i: usize| ((i * 7919 % 1000) as f32 / 500.0) - 1.0;
+        for (h, w, c, k, stride, padding) in
+            [(7, 9, 5, 3, 1, 1), (8, 8, 6, 3, 2, 1), (5, 6, 3, 5, 1, 2)]
+        {
+            let d = Depthwise {
+                channels: c,
+                height: h,
+                width: w,
+                kernel: k,
+                stride,
+                padding,
+            };
+            let nchw: Vec<f32> = (0..2 * c * h * w).map(val).collect();
+            let nhwc: Vec<f32> = (0..2 * h * w * c)
+                .map(|i| {
+                    let (b, y, x, ch) = (i / (h * w * c), i / (w * c) % h, i / c % w, i % c);
+                    nchw[((b * c + ch) * h + y) * w + x]
+                })
+                .collect();
+            let weight: Vec<f32> = (0..c * k * k).map(|i| val(i + 3)).collect();
+            let bias: Vec<f32> = (0..c).map(|i| val(i + 11)).collect();
+            let want = depthwise_conv2d(&nchw, &weight, &bias, d, false);
+            let got = depthwise_conv2d_channels_last(&nhwc, &weight, &bias, d);
+            let (oh, ow) = d.out_hw();
+            for (i, &g) in got.iter().enumerate() {
+                let (b, y, x, ch) = (i / (oh * ow * c), i / (ow * c) % oh, i / c % ow, i % c);
+                assert_eq!(g, want[((b * c + ch) * oh + y) * ow + x], "{d:?} at {i}");
+            }
+        }
     }
 
     #[test]
