@@ -32,11 +32,11 @@ impl Linear {
         Ok(Self { weight, bias })
     }
 
-    /// `[..., d_in]` → `[..., d_out]`. On the CPU backend a product on host memory
-    /// ([`cpu::linear`]).
+    /// `[..., d_in]` → `[..., d_out]`. In WebAssembly on the CPU backend a product on host
+    /// memory ([`cpu::linear`]; see [`products_on_host`]).
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         #[cfg(feature = "flex")]
-        if on_host(&x) {
+        if products_on_host(&x, x.shape().num_elements() / self.weight.dims()[0].max(1)) {
             let [d_in, d_out] = self.weight.dims();
             let mut dims = x.dims();
             dims[D - 1] = d_out;
@@ -454,22 +454,23 @@ pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     activation::softmax(x, D - 1)
 }
 
-/// `a [..., m, k] · b [..., k, n]`, batch dimensions broadcast as burn's `matmul` does. On the
-/// CPU backend a product on host memory ([`cpu::batched_matmul`]); burn's otherwise.
+/// `a [..., m, k] · b [..., k, n]`, batch dimensions broadcast as burn's `matmul` does. In
+/// WebAssembly on the CPU backend a product on host memory ([`cpu::batched_matmul`]; see
+/// [`products_on_host`]); burn's otherwise.
 pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
     #[cfg(feature = "flex")]
-    if on_host(&a) && on_host(&b) {
+    if products_on_host(&a, a.dims()[D - 2]) && on_host(&b) {
         return matmul_on_host(a, b, false, 1.0);
     }
     a.matmul(b)
 }
 
 /// `scale · a [..., m, k] · bᵀ` for `b` `[..., n, k]` (attention logits from queries and
-/// keys). On the CPU backend `b` is read transposed in place; elsewhere `a` is scaled, then
-/// multiplied by burn's `matmul`.
+/// keys). In WebAssembly on the CPU backend `b` is read transposed in place (see
+/// [`products_on_host`]); elsewhere `a` is scaled, then multiplied by burn's `matmul`.
 pub fn matmul_t<const D: usize>(a: Tensor<D>, b: Tensor<D>, scale: f64) -> Tensor<D> {
     #[cfg(feature = "flex")]
-    if on_host(&a) && on_host(&b) {
+    if products_on_host(&a, a.dims()[D - 2]) && on_host(&b) {
         return matmul_on_host(a, b, true, scale as f32);
     }
     let a = if scale == 1.0 { a } else { a.mul_scalar(scale) };
@@ -496,6 +497,23 @@ fn matmul_on_host<const D: usize>(
         scale,
     );
     Tensor::from_data(TensorData::new(out, dims), &device)
+}
+
+/// Whether a linear layer or matmul with left operand `x` goes to the host products
+/// ([`cpu::linear`], [`cpu::batched_matmul`]): f32 values on the CPU backend, in WebAssembly
+/// always (burn's CPU backend multiplies there with gemm's WebAssembly kernel: ~6 GMAC/s
+/// under V8 here, ours 24-29), natively for products of at least 64 rows. Natively burn's
+/// `linear` and `matmul` call the same gemm on the tensors' own storage and strides, where
+/// the host path first copies the weight or a transposed operand: for the decoder's few
+/// token rows that copy is most of the work (a click took 14.7 → 17.2 ms with every product
+/// on the host), for the encoder's thousands of rows the host path is faster (burn's adds
+/// the bias in a second pass: mobile_sam `set_image` 590 → 410-450 ms). In WebAssembly the
+/// threshold would cost more than the copies (a click 47.8 → 49.3 ms).
+/// `rows`: the rows of one product (a linear layer's input rows; a matmul's `m`).
+#[cfg(feature = "flex")]
+pub fn products_on_host<const D: usize>(x: &Tensor<D>, rows: usize) -> bool {
+    const MIN_NATIVE_ROWS: usize = 64;
+    on_host(x) && (cfg!(target_family = "wasm") || rows >= MIN_NATIVE_ROWS)
 }
 
 /// Whether `x` holds f32 values on the CPU backend: those take the host kernels of
