@@ -163,11 +163,12 @@ unsafe fn product(
     unsafe { simd128::matmul(shape, dst, lhs, rhs, scale) }
 }
 
-/// A blocked product in the usual layout (BLIS's): `rhs` is packed a block of `KC` rows at a
-/// time into panels of `NR` columns, `lhs` a block of `MC x KC` at a time into panels of `MR`
-/// rows, and the micro-kernel adds one `MR x NR` tile of `dst` per panel pair, its 8
-/// accumulators in registers. The panel of `rhs` (16 KiB) stays in L1 while the `lhs` block
-/// (~120 KiB) streams from L2.
+/// A blocked product in the usual layout (BLIS's), but for `lhs`: `rhs` is packed a block of
+/// `KC` rows at a time into panels of `NR` columns, and the micro-kernel adds one `MR x NR`
+/// tile of `dst` per panel and `MR` rows of `lhs`, its 8 accumulators in registers. The panel
+/// of `rhs` (16 KiB) stays in L1 while a block of `MC x KC` of `lhs` (~120 KiB) streams from
+/// L2. `lhs` is read in place: with two rows a tile its rows are two sequential streams, and
+/// packing it had cost more than it saved (4096x256x256: 26 → 28 GMAC/s without).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128 {
     use core::arch::wasm32::*;
@@ -180,8 +181,13 @@ mod simd128 {
     const NR: usize = 4 * NV;
     /// Depth of a packed block.
     const KC: usize = 256;
-    /// Rows of a packed `lhs` block.
+    /// Rows of an `lhs` block (a multiple of every tile's rows).
     const MC: usize = 120;
+    /// At most this many rows of `lhs` make a product of "few rows" ([`matmul`]).
+    const FEW_ROWS: usize = 64;
+    /// The widest row stride (values) of an `rhs` read in place: the panel's rows would fall
+    /// in too few cache sets beyond (56x256x2048: 26 GMAC/s packed, 14 in place).
+    const IN_PLACE_ROW: usize = 512;
 
     /// As [`super::matmul`].
     pub unsafe fn matmul(
@@ -193,6 +199,42 @@ mod simd128 {
     ) {
         if m == 0 || n == 0 {
             return;
+        }
+        let (b, rs, cs) = rhs;
+        // Few rows against a wide operand (the decoder's 56 token-head rows against the 4096
+        // pixels, its 7 tokens through the MLP): packing all of `rhs` would cost about as much
+        // as the product.
+        if m <= FEW_ROWS && n >= 4 * m && k > 0 {
+            if cs == 1 && rs <= IN_PLACE_ROW {
+                // Row-major: whole panels read in place, a narrow last one packed.
+                let full = n - n % NR;
+                // SAFETY: as promised by the caller.
+                unsafe { multiply_in_place([m, full, k], dst, lhs, (b, rs), scale) };
+                if full < n {
+                    let packed = unsafe { pack_rhs(k, n - full, (b.add(full), rs, 1)) };
+                    unsafe { multiply(m, (dst.0.add(full), dst.1), lhs, &packed, scale) };
+                }
+                return;
+            }
+            if rs == 1 {
+                // Transposed (attention logits q·kᵀ): the product's transpose `rhsᵀ · lhsᵀ`
+                // reads `rhsᵀ` in place as its left operand and packs only `lhsᵀ`.
+                let (lhs, lhs_rs) = lhs;
+                let packed = unsafe { pack_rhs(k, m, (lhs, 1, lhs_rs)) };
+                let mut t = vec![0.0f32; n * m];
+                unsafe { multiply(n, (t.as_mut_ptr(), m), (b, cs), &packed, scale) };
+                // Transposed back a block of columns at a time (the block stays in L1).
+                let (dst, dst_rs) = dst;
+                for (jb, block) in t.chunks(64 * m).enumerate() {
+                    for i in 0..m {
+                        for (j, col) in block.chunks_exact(m).enumerate() {
+                            // SAFETY: (i, 64·jb + j) lies in dst (caller).
+                            unsafe { *dst.add(i * dst_rs + 64 * jb + j) = col[i] };
+                        }
+                    }
+                }
+                return;
+            }
         }
         // SAFETY: as promised by the caller.
         let packed = unsafe { pack_rhs(k, n, rhs) };
@@ -272,61 +314,88 @@ mod simd128 {
             return;
         }
         let n_panels = n.div_ceil(NR);
-        let mut packed_lhs = vec![0.0f32; KC.min(k) * MC.min(m).div_ceil(MR) * MR];
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
             let block = &rhs.values[pc * n_panels * NR..(pc + kc) * n_panels * NR];
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
-                let m_panels = mc.div_ceil(MR);
-                for (p, panel) in packed_lhs[..m_panels * kc * MR]
-                    .chunks_exact_mut(kc * MR)
-                    .enumerate()
-                {
-                    let i0 = ic + p * MR;
-                    let rows = MR.min(m - i0);
-                    for r in 0..MR {
-                        if r < rows {
-                            // SAFETY: row i0 + r, columns pc..pc+kc of lhs are valid (caller).
-                            let src = unsafe {
-                                core::slice::from_raw_parts(lhs.add((i0 + r) * lhs_rs + pc), kc)
-                            };
-                            for (kk, &v) in src.iter().enumerate() {
-                                panel[kk * MR + r] = v;
-                            }
-                        } else {
-                            for kk in 0..kc {
-                                panel[kk * MR + r] = 0.0;
-                            }
-                        }
-                    }
-                }
                 for jp in 0..n_panels {
                     let j0 = jp * NR;
                     let cols = NR.min(n - j0);
-                    for ip in 0..m_panels {
-                        let i0 = ic + ip * MR;
-                        let tile = Tile {
-                            dst: unsafe { dst.add(i0 * dst_rs + j0) },
-                            rs: dst_rs,
-                            rows: MR.min(m - i0),
-                            cols,
-                            accumulate: pc > 0,
-                            scale,
-                        };
-                        // SAFETY: the panels hold kc x MR and kc x NR values; the tile lies in
-                        // dst (caller).
-                        unsafe {
-                            kernel(
-                                kc,
-                                packed_lhs.as_ptr().add(ip * kc * MR),
-                                block.as_ptr().add(jp * kc * NR),
-                                tile,
-                            )
-                        };
+                    let b = block[jp * kc * NR..].as_ptr();
+                    let at = (dst, dst_rs, j0, cols, pc > 0, scale);
+                    // SAFETY (the three): the rows hold kc values from pc, the panel kc x NR;
+                    // the tiles lie in dst (caller).
+                    // A narrow last panel (the mask products' 4 columns, 56 = 3·16 + 8) takes
+                    // a taller tile, still 8 accumulators, instead of multiplying zeros.
+                    let (a, b) = ((lhs, lhs_rs, pc), (b, NR));
+                    if cols <= 4 {
+                        unsafe { tiles::<8, 1>(ic..ic + mc, m, a, kc, b, at) }
+                    } else if cols <= 8 {
+                        unsafe { tiles::<4, 2>(ic..ic + mc, m, a, kc, b, at) }
+                    } else {
+                        unsafe { tiles::<MR, NV>(ic..ic + mc, m, a, kc, b, at) }
                     }
                 }
             }
+        }
+    }
+
+    /// [`multiply`] by the first `n` columns (a multiple of `NR`) of a row-major `rhs` (row
+    /// stride given) read in place.
+    ///
+    /// # Safety
+    /// As [`multiply`], with `k x n` values of `rhs` valid for reading.
+    unsafe fn multiply_in_place(
+        [m, n, k]: [usize; 3],
+        (dst, dst_rs): (*mut f32, usize),
+        (lhs, lhs_rs): (*const f32, usize),
+        (rhs, rhs_rs): (*const f32, usize),
+        scale: f32,
+    ) {
+        debug_assert!(n.is_multiple_of(NR));
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            for j0 in (0..n).step_by(NR) {
+                let at = (dst, dst_rs, j0, NR, pc > 0, scale);
+                // SAFETY: the rows hold kc values from pc, rows pc..pc+kc of rhs hold NR
+                // values from j0; the tiles lie in dst (caller).
+                unsafe {
+                    let b = rhs.add(pc * rhs_rs + j0);
+                    tiles::<MR, NV>(0..m, m, (lhs, lhs_rs, pc), kc, (b, rhs_rs), at)
+                }
+            }
+        }
+    }
+
+    /// The `R x 4V` tiles of rows `rows` (of `m`) against one panel `b` (`kc` steps, row
+    /// stride given: `NR` when packed), columns `j0..j0 + cols` of `dst`.
+    ///
+    /// # Safety
+    /// As [`kernel`], for every tile.
+    #[inline(always)]
+    unsafe fn tiles<const R: usize, const V: usize>(
+        rows: core::ops::Range<usize>,
+        m: usize,
+        (lhs, lhs_rs, pc): (*const f32, usize, usize),
+        kc: usize,
+        b: (*const f32, usize),
+        (dst, dst_rs, j0, cols, accumulate, scale): (*mut f32, usize, usize, usize, bool, f32),
+    ) {
+        for i0 in rows.step_by(R) {
+            let rows = R.min(m - i0);
+            let tile = Tile {
+                dst: unsafe { dst.add(i0 * dst_rs + j0) },
+                rs: dst_rs,
+                rows,
+                cols,
+                accumulate,
+                scale,
+            };
+            // Rows past the last are read from the last (and not written).
+            let a: [*const f32; R] =
+                core::array::from_fn(|r| unsafe { lhs.add((i0 + r.min(rows - 1)) * lhs_rs + pc) });
+            unsafe { kernel::<R, V>(kc, a, b, tile) };
         }
     }
 
@@ -342,19 +411,29 @@ mod simd128 {
         scale: f32,
     }
 
-    /// One `MR x NR` tile from `kc` steps of a packed `lhs` panel (`MR` values a step) and a
-    /// packed `rhs` panel (`NR` values a step). WebAssembly SIMD has no fused multiply-add
-    /// (relaxed SIMD's was no faster here): a multiply, then an add.
+    /// One `R x 4V` tile (at most `MR x NR`) from `kc` steps of `R` rows of `lhs` (read in
+    /// place, one value a step each) and a panel of `rhs` (`4V` values a step, steps `b_rs`
+    /// apart: `NR` when packed, the row stride when read in place). WebAssembly SIMD has no
+    /// fused multiply-add (relaxed SIMD's was no faster here): a multiply, then an add.
+    ///
+    /// # Safety
+    /// Each row pointer must hold `kc` values, each of the panel's `kc` steps `4V` values, and
+    /// the tile's `rows x cols` must lie in `dst`.
     #[inline(always)]
-    unsafe fn kernel(kc: usize, a: *const f32, b: *const f32, t: Tile) {
-        let mut acc = [[f32x4_splat(0.0); NV]; MR];
+    unsafe fn kernel<const R: usize, const V: usize>(
+        kc: usize,
+        a: [*const f32; R],
+        (b, b_rs): (*const f32, usize),
+        t: Tile,
+    ) {
+        let mut acc = [[f32x4_splat(0.0); V]; R];
         for s in 0..kc {
             // SAFETY: step s of both panels is in bounds (caller).
             unsafe {
-                let b = b.add(s * NR);
-                let bv: [v128; NV] = core::array::from_fn(|j| v128_load(b.add(4 * j).cast()));
+                let b = b.add(s * b_rs);
+                let bv: [v128; V] = core::array::from_fn(|j| v128_load(b.add(4 * j).cast()));
                 for (i, acc) in acc.iter_mut().enumerate() {
-                    let ai = v128_load32_splat(a.add(s * MR + i).cast());
+                    let ai = v128_load32_splat(a[i].add(s).cast());
                     for (acc, &bv) in acc.iter_mut().zip(&bv) {
                         *acc = f32x4_add(*acc, f32x4_mul(ai, bv));
                     }
@@ -362,7 +441,7 @@ mod simd128 {
             }
         }
         let scale = f32x4_splat(t.scale);
-        if t.rows == MR && t.cols == NR {
+        if t.rows == R && t.cols == 4 * V {
             for (i, acc) in acc.iter().enumerate() {
                 for (j, &v) in acc.iter().enumerate() {
                     // SAFETY: the full tile lies in dst (caller).
@@ -379,7 +458,7 @@ mod simd128 {
                 }
             }
         } else {
-            let mut values = [[0.0f32; NR]; MR];
+            let mut values = [[0.0f32; NR]; R];
             for (row, acc) in values.iter_mut().zip(&acc) {
                 for (j, &v) in acc.iter().enumerate() {
                     // SAFETY: 4 values of the row.
@@ -414,6 +493,8 @@ mod tests {
             (3, 17, 300),
             (121, 33, 257),
             (250, 5, 600),
+            (37, 4, 40),
+            (19, 56, 70),
             (7, 64, 0),
         ] {
             for transposed in [false, true] {
