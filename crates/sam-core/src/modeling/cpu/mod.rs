@@ -407,13 +407,41 @@ pub fn softmax_rows(values: &mut [f32], n: usize) {
             widest(
                 #[inline(always)]
                 || {
-                    for row in rows.chunks_exact_mut(n) {
-                        softmax_row(row, None)
+                    if n < SOFTMAX_LANES {
+                        softmax_short_rows(rows, n)
+                    } else {
+                        for row in rows.chunks_exact_mut(n) {
+                            softmax_row(row, None)
+                        }
                     }
                 },
             )
         },
     );
+}
+
+/// Softmax over rows shorter than a vector of lanes (the decoder's image-to-token attention:
+/// 7 tokens a head), where [`softmax_row`] would be all scalar tail: the max of each row is
+/// subtracted, then one vectorised `exp` runs over the whole block, then each row is scaled.
+#[inline(always)]
+fn softmax_short_rows(rows: &mut [f32], n: usize) {
+    for row in rows.chunks_exact_mut(n) {
+        let max = row
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+        for v in row.iter_mut() {
+            *v -= max;
+        }
+    }
+    for v in rows.iter_mut() {
+        *v = exp_f32(*v);
+    }
+    for row in rows.chunks_exact_mut(n) {
+        let inv = 1.0 / row.iter().sum::<f32>();
+        for v in row.iter_mut() {
+            *v *= inv;
+        }
+    }
 }
 
 /// Row-wise `softmax(scores + bias)` over rows of `n`, in place.
@@ -424,11 +452,14 @@ fn softmax_rows_with_bias(scores: &mut [f32], bias: &[f32], n: usize) {
     }
 }
 
+/// Lanes of [`softmax_row`]'s reductions.
+const SOFTMAX_LANES: usize = 16;
+
 /// `softmax(row + bias)` in place. The max and the sum are kept per lane (`L` of them) so
 /// that the compiler can vectorise both reductions.
 #[inline(always)]
 fn softmax_row(s: &mut [f32], bias: Option<&[f32]>) {
-    const L: usize = 16;
+    const L: usize = SOFTMAX_LANES;
     let split = s.len() - s.len() % L;
     if let Some(b) = bias {
         for (v, &bv) in s.iter_mut().zip(b) {
@@ -792,7 +823,7 @@ mod tests {
 
     #[test]
     fn softmax_rows_match_the_definition() {
-        for n in [1usize, 5, 16, 37, 4096] {
+        for n in [1usize, 5, 7, 16, 37, 4096] {
             let rows = 3;
             let mut v: Vec<f32> = (0..rows * n)
                 .map(|i| ((i * 7919 % 1000) as f32 / 40.0) - 12.0)
