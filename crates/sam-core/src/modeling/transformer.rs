@@ -53,10 +53,11 @@ impl TwoWayTransformer {
         let k = keys.clone() + key_pe.clone();
         let t2i = &first.cross_attn_token_to_image;
         let i2t = &first.cross_attn_image_to_token;
+        // Laid out per head once here, not by every prompt's products.
         ImageKeys {
-            t2i_k: t2i.separate_heads(t2i.k_proj.forward(k.clone())),
-            t2i_v: t2i.separate_heads(t2i.v_proj.forward(keys.clone())),
-            i2t_q: i2t.separate_heads(i2t.q_proj.forward(k)),
+            t2i_k: contiguous(t2i.separate_heads(t2i.k_proj.forward(k.clone()))),
+            t2i_v: contiguous(t2i.separate_heads(t2i.v_proj.forward(keys.clone()))),
+            i2t_q: contiguous(i2t.separate_heads(i2t.q_proj.forward(k))),
             keys,
             key_pe,
             size: (h, w),
