@@ -41,10 +41,10 @@ impl Linear {
             let mut dims = x.dims();
             dims[D - 1] = d_out;
             let device = x.device();
-            let data = x.into_data();
+            let data = host_values(x);
             let bias = self.bias.clone().map(host_values);
             let out = cpu::linear(
-                data.as_slice::<f32>().expect("f32 tensor data"),
+                &data,
                 &host_values(self.weight.clone()),
                 bias.as_deref(),
                 d_in,
@@ -218,10 +218,10 @@ impl Conv2d {
             padding: self.options.padding[0].0,
         };
         let device = x.device();
-        let data = x.into_data();
+        let data = host_values(x);
         let bias = self.bias.clone().map(host_values);
         let out = cpu::conv2d(
-            data.as_slice::<f32>().expect("f32 tensor data"),
+            &data,
             &host_values(self.weight.clone()),
             bias.as_deref(),
             c,
@@ -250,15 +250,13 @@ impl Conv2d {
                     padding: o.padding[0].0,
                 };
                 let device = x.device();
-                let data = x.into_data();
-                let bias = match &self.bias {
-                    Some(bias) => host_values(bias.clone()),
-                    None => vec![0.0; c],
-                };
+                let data = host_values(x);
+                let bias = self.bias.clone().map(host_values);
+                let zeros = vec![0.0; c];
                 let out = cpu::depthwise_conv2d_channels_last(
-                    data.as_slice::<f32>().expect("f32 tensor data"),
+                    &data,
                     &host_values(self.weight.clone()),
-                    &bias,
+                    bias.as_deref().unwrap_or(&zeros),
                     d,
                 );
                 let (oh, ow) = d.out_hw();
@@ -276,12 +274,10 @@ impl Conv2d {
         let [b, c, h, w] = x.dims();
         let o = &self.options;
         let device = x.device();
-        let data = x.into_data();
+        let data = host_values(x);
         let weight = host_values(self.weight.clone());
-        let bias = match &self.bias {
-            Some(bias) => host_values(bias.clone()),
-            None => vec![0.0; c],
-        };
+        let bias = self.bias.clone().map(host_values);
+        let zeros = vec![0.0; c];
         let d = cpu::Depthwise {
             channels: c,
             height: h,
@@ -290,8 +286,8 @@ impl Conv2d {
             stride: o.stride[0],
             padding: o.padding[0].0,
         };
-        let values = data.as_slice::<f32>().expect("f32 tensor data");
-        let out = cpu::depthwise_conv2d(values, &weight, &bias, d, gelu);
+        let bias = bias.as_deref().unwrap_or(&zeros);
+        let out = cpu::depthwise_conv2d(&data, &weight, bias, d, gelu);
         let (oh, ow) = d.out_hw();
         Tensor::from_data(TensorData::new(out, [b, c, oh, ow]), &device)
     }
@@ -486,16 +482,8 @@ fn matmul_on_host<const D: usize>(
 ) -> Tensor<D> {
     let device = a.device();
     let (a_dims, b_dims) = (a.dims(), b.dims());
-    let (a, b) = (a.into_data(), b.into_data());
-    let (dims, out) = cpu::batched_matmul(
-        (a.as_slice::<f32>().expect("f32 tensor data"), &a_dims),
-        (
-            b.as_slice::<f32>().expect("f32 tensor data"),
-            &b_dims,
-            b_transposed,
-        ),
-        scale,
-    );
+    let (a, b) = (host_values(a), host_values(b));
+    let (dims, out) = cpu::batched_matmul((&a, &a_dims), (&b, &b_dims, b_transposed), scale);
     Tensor::from_data(TensorData::new(out, dims), &device)
 }
 
@@ -533,14 +521,37 @@ fn in_place_on_host<const D: usize>(x: Tensor<D>, f: impl FnOnce(&mut [f32])) ->
     Tensor::from_data(data, &device)
 }
 
-/// A small tensor's values (weights, biases) as an f32 vector on the host, for the [`cpu`]
-/// kernels.
+/// A tensor's values on the host as an f32 slice, for the [`cpu`] kernels: read in place
+/// when the CPU backend holds them row-major, else copied out once. (`into_data` copies a
+/// shared tensor, such as a weight, twice: out of the shared buffer, then again to align it.)
 #[cfg(feature = "flex")]
-pub fn host_values<const D: usize>(x: Tensor<D>) -> Vec<f32> {
-    x.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 tensor data")
+pub fn host_values<const D: usize>(x: Tensor<D>) -> HostValues {
+    if let Ok(t) = x.clone().try_into_primitive::<burn_flex::Flex>()
+        && t.as_slice::<f32>().is_some()
+    {
+        return HostValues::InPlace(t);
+    }
+    HostValues::Copied(x.into_data().convert::<f32>())
+}
+
+/// The values of [`host_values`].
+#[cfg(feature = "flex")]
+pub enum HostValues {
+    InPlace(burn_flex::FlexTensor),
+    Copied(TensorData),
+}
+
+#[cfg(feature = "flex")]
+impl std::ops::Deref for HostValues {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        match self {
+            HostValues::InPlace(t) => t.as_slice::<f32>(),
+            HostValues::Copied(d) => d.as_slice::<f32>().ok(),
+        }
+        .expect("f32 tensor values")
+    }
 }
 
 /// The same tensor with its values laid out row-major. burn has no operation for it: on the

@@ -235,8 +235,7 @@ impl MaskDecoder {
             masks: t,
             eps: eps as f32,
         };
-        let src = src.into_data();
-        let src = src.as_slice::<f32>().expect("f32 tensor data");
+        let src = host_values(src);
         let hyper = host_values(hyper_in);
         let mut out = Vec::with_capacity(b * t * 16 * hw);
         for k in 0..b {

@@ -13,7 +13,10 @@ use burn::tensor::{Int, Tensor, TensorData};
 use super::common::{Conv2d, Conv2dSpec, LayerNorm, LayerNorm2d, Linear, gelu};
 use super::image_encoder::{window_partition, window_unpartition};
 #[cfg(feature = "flex")]
-use super::{common::on_host, cpu};
+use super::{
+    common::{host_values, on_host},
+    cpu,
+};
 use crate::checkpoint::Checkpoint;
 use crate::error::{Result, SamError};
 use crate::weights::{KeyShapes, WeightLoader};
@@ -424,12 +427,8 @@ impl Attention {
             tokens: n,
             scale: self.scale as f32,
         };
-        let (qkv, bias) = (qkv.into_data(), self.bias.to_data());
-        let out = cpu::window_attention(
-            qkv.as_slice::<f32>().expect("f32 tensor data"),
-            bias.as_slice::<f32>().expect("f32 tensor data"),
-            a,
-        );
+        let (qkv, bias) = (host_values(qkv), host_values(self.bias.clone()));
+        let out = cpu::window_attention(&qkv, &bias, a);
         Tensor::from_data(
             TensorData::new(out, [b, n, self.num_heads * self.d]),
             &device,
