@@ -259,34 +259,59 @@ mod simd128 {
         (rhs, rs, cs): (*const f32, usize, usize),
     ) -> Packed {
         let n_panels = n.div_ceil(NR);
-        let mut values = vec![0.0f32; k * n_panels * NR];
+        let len = k * n_panels * NR;
+        // Every value is written once below (zero past column n): no zeroing first.
+        let mut values = Vec::with_capacity(len);
+        let out = &mut values.spare_capacity_mut()[..len];
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
-            let block = &mut values[pc * n_panels * NR..(pc + kc) * n_panels * NR];
-            for (p, panel) in block.chunks_exact_mut(kc * NR).enumerate() {
-                let j0 = p * NR;
-                let cols = NR.min(n - j0);
-                if rs == 1 {
-                    // A transposed operand: each column is contiguous.
-                    for j in 0..cols {
+            let block = &mut out[pc * n_panels * NR..(pc + kc) * n_panels * NR];
+            if rs == 1 {
+                // A transposed operand: each column is contiguous.
+                for (p, panel) in block.chunks_exact_mut(kc * NR).enumerate() {
+                    let j0 = p * NR;
+                    let cols = NR.min(n - j0);
+                    for j in 0..NR {
+                        if j >= cols {
+                            (0..kc).for_each(|kk| _ = panel[kk * NR + j].write(0.0));
+                            continue;
+                        }
                         // SAFETY: rows pc..pc+kc of column j0 + j are valid (caller).
                         let src =
                             unsafe { core::slice::from_raw_parts(rhs.add((j0 + j) * cs + pc), kc) };
                         for (kk, &v) in src.iter().enumerate() {
-                            panel[kk * NR + j] = v;
+                            panel[kk * NR + j].write(v);
                         }
                     }
-                    continue;
                 }
-                for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
-                    // SAFETY: rows pc..pc+kc and columns j0..j0+cols are valid (caller).
-                    let src = unsafe { rhs.add((pc + kk) * rs + j0 * cs) };
-                    for (j, v) in row[..cols].iter_mut().enumerate() {
-                        *v = unsafe { *src.add(j * cs) };
+                continue;
+            }
+            // Row by row, each row read in order and dealt out to the panels.
+            for kk in 0..kc {
+                // SAFETY: row pc + kk, columns 0..n are valid (caller).
+                let src = unsafe { rhs.add((pc + kk) * rs) };
+                for p in 0..n_panels {
+                    let (j0, cols) = (p * NR, NR.min(n - p * NR));
+                    let dst = &mut block[(p * kc + kk) * NR..][..NR];
+                    if cols == NR && cs == 1 {
+                        // SAFETY: NR values from column j0 (caller).
+                        let v = unsafe { src.add(j0).cast::<[f32; NR]>().read_unaligned() };
+                        dst.iter_mut().zip(v).for_each(|(d, v)| _ = d.write(v));
+                    } else {
+                        for (j, d) in dst.iter_mut().enumerate() {
+                            // SAFETY: column j0 + j < n of the row (caller).
+                            d.write(if j < cols {
+                                unsafe { *src.add((j0 + j) * cs) }
+                            } else {
+                                0.0
+                            });
+                        }
                     }
                 }
             }
         }
+        // SAFETY: every value was written above.
+        unsafe { values.set_len(len) };
         Packed { k, n, values }
     }
 
