@@ -495,6 +495,22 @@ fn softmax_row(s: &mut [f32], bias: Option<&[f32]>) {
     }
 }
 
+/// `Σ f(v)` over `values`, summed in `SOFTMAX_LANES` interleaved partial sums so that it
+/// vectorises (a single running sum is a chain of dependent scalar adds).
+#[inline(always)]
+fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    const L: usize = SOFTMAX_LANES;
+    let mut sums = [0.0f32; L];
+    let mut chunks = values.chunks_exact(L);
+    for c in &mut chunks {
+        for i in 0..L {
+            sums[i] += f(c[i]);
+        }
+    }
+    let tail: f32 = chunks.remainder().iter().map(|&x| f(x)).sum();
+    sums.iter().sum::<f32>() + tail
+}
+
 /// Shape of [`upscale_masks`]: an `h` x `w` grid of `c`-channel pixels, upscaled twice by 2
 /// (to `c1`, then `c2` channels), then `masks` products with the hypernetwork outputs.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -576,17 +592,14 @@ pub fn upscale_masks(src: &[f32], hyper: &[f32], wt: &UpscaleWeights, u: Upscale
             || {
                 for (k, v) in y1.chunks_exact_mut(c1).enumerate() {
                     let b = &wt.b0[(k % 4) * c1..(k % 4 + 1) * c1];
-                    let mut mean = 0.0f32;
                     for (x, &bv) in v.iter_mut().zip(b) {
                         *x += bv;
-                        mean += *x;
                     }
-                    mean /= c1 as f32;
-                    let mut var = 0.0f32;
+                    let mean = lane_sum(v, |x| x) / c1 as f32;
                     for x in v.iter_mut() {
                         *x -= mean;
-                        var += *x * *x;
                     }
+                    let var = lane_sum(v, |x| x * x);
                     let inv = 1.0 / (var / c1 as f32 + eps).sqrt();
                     for ((x, &g), &bb) in v.iter_mut().zip(wt.ln_w).zip(wt.ln_b) {
                         *x = *x * inv * g + bb;
