@@ -349,6 +349,23 @@ impl LayerNorm {
         layer_norm(x, self.weight.clone(), Some(self.bias.clone()), self.eps)
     }
 
+    /// `LayerNorm(x + y)` for `x`, `y` of the same shape: on the CPU backend one pass in
+    /// place on `y`'s values ([`cpu::layer_norm_rows`]), else burn's add and `layer_norm`.
+    pub fn forward_sum<const D: usize>(&self, x: Tensor<D>, y: Tensor<D>) -> Tensor<D> {
+        #[cfg(feature = "flex")]
+        if on_host(&x) && on_host(&y) && x.dims() == y.dims() {
+            let (x, w, b) = (
+                host_values(x),
+                host_values(self.weight.clone()),
+                host_values(self.bias.clone()),
+            );
+            return in_place_on_host(y, |v| {
+                cpu::layer_norm_rows(v, Some(&x), &w, &b, self.eps as f32)
+            });
+        }
+        self.forward(x + y)
+    }
+
     /// Weight, bias and eps.
     pub fn params(&self) -> (Tensor<1>, Tensor<1>, f64) {
         (self.weight.clone(), self.bias.clone(), self.eps)
@@ -434,6 +451,16 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         return in_place_on_host(x, cpu::gelu_in_place);
     }
     activation::gelu(x)
+}
+
+/// `x [..., d] + bias [d]`: on the CPU backend in place on `x`'s values.
+pub fn add_bias<const D: usize>(x: Tensor<D>, bias: &Tensor<1>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if on_host(&x) && x.dims()[D - 1] == bias.dims()[0] {
+        let b = host_values(bias.clone());
+        return in_place_on_host(x, |v| cpu::add_row_bias(v, &b));
+    }
+    x + bias.clone().unsqueeze()
 }
 
 /// Softmax over the last dimension, any shape. On the CPU backend the values are computed in

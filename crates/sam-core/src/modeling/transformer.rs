@@ -4,7 +4,7 @@
 use burn::tensor::Tensor;
 
 use super::common::{
-    Activation, LayerNorm, Linear, MlpBlock, contiguous, matmul, matmul_t, softmax_last,
+    Activation, LayerNorm, Linear, MlpBlock, add_bias, contiguous, matmul, matmul_t, softmax_last,
 };
 use crate::error::Result;
 use crate::weights::WeightLoader;
@@ -214,13 +214,10 @@ impl TwoWayAttentionBlock {
             .norm3
             .forward(queries.clone() + self.mlp.forward(queries));
         let q = queries.clone() + query_pe.clone();
-        let keys = self.norm4.forward(
-            image.keys.clone()
-                + self.cross_attn_image_to_token.projected_to_tokens(
-                    &image.i2t_q,
-                    q,
-                    queries.clone(),
-                ),
+        let keys = self.norm4.forward_sum(
+            image.keys.clone(),
+            self.cross_attn_image_to_token
+                .projected_to_tokens(&image.i2t_q, q, queries.clone()),
         );
         (queries, keys)
     }
@@ -258,11 +255,10 @@ impl TwoWayAttentionBlock {
 
         // The image attends to the tokens.
         let q = queries.clone() + query_pe.clone();
-        let keys = self.norm4.forward(
-            keys + self
-                .cross_attn_image_to_token
-                .image_to_tokens(k, q, queries.clone()),
-        );
+        let attn_out = self
+            .cross_attn_image_to_token
+            .image_to_tokens(k, q, queries.clone());
+        let keys = self.norm4.forward_sum(keys, attn_out);
         (queries, keys)
     }
 }
@@ -294,8 +290,8 @@ struct Attention {
     v_bias_heads: Tensor<4>,
     /// `out_proj` weight per head, `[1, heads, hd, dim]`.
     out_heads: Tensor<4>,
-    /// `out_proj` bias, `[1, 1, dim]`.
-    out_bias: Tensor<3>,
+    /// `out_proj` bias, `[dim]`.
+    out_bias: Tensor<1>,
 }
 
 impl Attention {
@@ -328,10 +324,7 @@ impl Attention {
                 .weight()
                 .reshape([num_heads, hd, dim])
                 .unsqueeze::<4>(),
-            out_bias: out_proj
-                .bias()
-                .expect("attention projections have a bias")
-                .reshape([1, 1, dim]),
+            out_bias: out_proj.bias().expect("attention projections have a bias"),
             q_proj,
             k_proj,
             v_proj,
@@ -414,12 +407,20 @@ impl Attention {
         let k = self.separate_heads(self.k_proj.forward(k)); // [B, nh, Nk, hd]
         let hd = k.dims()[3];
         let kt = k.swap_dims(2, 3); // [B, nh, hd, Nk]
+        // The scale on the small factors, not on the [Nq, nh·Nk] logits.
+        let scale = 1.0 / (hd as f64).sqrt();
         let m = matmul(self.q_heads.clone(), kt.clone()) // [B, nh, dim, Nk]
             .swap_dims(1, 2)
-            .reshape([b, dim, nh * nk]);
+            .reshape([b, dim, nh * nk])
+            .mul_scalar(scale);
         let c = matmul(self.q_bias_heads.clone(), kt) // [B, nh, 1, Nk]
-            .reshape([b, 1, nh * nk]);
-        let attn = (matmul(q, m) + c).div_scalar((hd as f64).sqrt()); // [B, Nq, nh·Nk]
+            .reshape([b, 1, nh * nk])
+            .mul_scalar(scale);
+        let attn = if b == 1 {
+            add_bias(matmul(q, m), &c.reshape([nh * nk]))
+        } else {
+            matmul(q, m) + c
+        }; // [B, Nq, nh·Nk]
         let attn = softmax_last(attn.reshape([b, nq, nh, nk])).reshape([b, nq, nh * nk]);
         self.attend_tokens(attn, v)
     }
@@ -429,10 +430,10 @@ impl Attention {
     /// plus the output bias → `[B, Nq, C]`.
     fn attend_tokens(&self, attn: Tensor<3>, v: Tensor<3>) -> Tensor<3> {
         let [b, nk, _] = v.dims();
-        let dim = self.out_bias.dims()[2];
+        let dim = self.out_bias.dims()[0];
         let v = self.separate_heads(self.v_proj.forward(v)); // [B, nh, Nk, hd]
         let n = matmul(v, self.out_heads.clone()) // [B, nh, Nk, dim]
             .reshape([b, self.num_heads * nk, dim]);
-        matmul(attn, n) + self.out_bias.clone()
+        add_bias(matmul(attn, n), &self.out_bias)
     }
 }

@@ -46,11 +46,11 @@ fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
 
 /// Runs `f(index, chunk)` on the `chunk`-long pieces of `values`: on all cores natively when
 /// `parallel`, one after the other otherwise and in WebAssembly (one thread).
-fn for_each_chunk(
-    values: &mut [f32],
+fn for_each_chunk<T: Send>(
+    values: &mut [T],
     chunk: usize,
     parallel: bool,
-    f: impl Fn(usize, &mut [f32]) + Sync + Send,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
 ) {
     #[cfg(not(target_family = "wasm"))]
     if parallel {
@@ -495,6 +495,72 @@ fn softmax_row(s: &mut [f32], bias: Option<&[f32]>) {
     }
 }
 
+/// `LayerNorm(values + residual)` over rows of `weight.len()` values, in place (`residual`,
+/// if any, the same length as `values`): the mean, then the variance of the centred values,
+/// each summed in vectorised partial sums ([`lane_sum`]).
+pub fn layer_norm_rows(
+    values: &mut [f32],
+    residual: Option<&[f32]>,
+    weight: &[f32],
+    bias: &[f32],
+    eps: f32,
+) {
+    let d = weight.len();
+    assert!(
+        d > 0 && bias.len() == d && values.len().is_multiple_of(d),
+        "layer norm shapes"
+    );
+    if let Some(r) = residual {
+        assert_eq!(r.len(), values.len(), "layer norm residual shape");
+    }
+    let rows_per_chunk = (1usize << 14).div_ceil(d);
+    for_each_chunk(
+        values,
+        rows_per_chunk * d,
+        values.len() >= 1 << 16,
+        |i, chunk| {
+            let residual = residual.map(|r| &r[i * rows_per_chunk * d..][..chunk.len()]);
+            widest(
+                #[inline(always)]
+                || {
+                    for (k, row) in chunk.chunks_exact_mut(d).enumerate() {
+                        if let Some(r) = residual {
+                            for (v, &r) in row.iter_mut().zip(&r[k * d..(k + 1) * d]) {
+                                *v += r;
+                            }
+                        }
+                        let mean = lane_sum(row, |x| x) / d as f32;
+                        for v in row.iter_mut() {
+                            *v -= mean;
+                        }
+                        let inv = 1.0 / (lane_sum(row, |x| x * x) / d as f32 + eps).sqrt();
+                        for ((v, &g), &b) in row.iter_mut().zip(weight).zip(bias) {
+                            *v = *v * inv * g + b;
+                        }
+                    }
+                },
+            )
+        },
+    );
+}
+
+/// `values += bias` on every row of `bias.len()` values, in place.
+pub fn add_row_bias(values: &mut [f32], bias: &[f32]) {
+    let d = bias.len();
+    assert!(d > 0 && values.len().is_multiple_of(d), "bias shape");
+    let rows_per_chunk = (1usize << 14).div_ceil(d);
+    for_each_chunk(
+        values,
+        rows_per_chunk * d,
+        values.len() >= 1 << 16,
+        |_, chunk| {
+            for row in chunk.chunks_exact_mut(d) {
+                row.iter_mut().zip(bias).for_each(|(v, &b)| *v += b);
+            }
+        },
+    );
+}
+
 /// `Σ f(v)` over `values`, summed in `SOFTMAX_LANES` interleaved partial sums so that it
 /// vectorises (a single running sum is a chain of dependent scalar adds).
 #[inline(always)]
@@ -573,10 +639,18 @@ pub fn upscale_masks(src: &[f32], hyper: &[f32], wt: &UpscaleWeights, u: Upscale
         .map(|i| hyper[(i % masks) * c2 + i / masks])
         .collect();
     let hyper_t = Rhs::new(&hyper_t, c2, masks);
+    // The two upscaled rows and the products are scratch buffers reused row after row (one
+    // set per thread): the products overwrite them whole.
+    let scratch = || {
+        (
+            vec![0.0f32; w * 4 * c1],
+            vec![0.0f32; 4 * w * 4 * c2],
+            vec![0.0f32; 16 * w * masks],
+        )
+    };
+    type Scratch = (Vec<f32>, Vec<f32>, Vec<f32>);
     // One grid row i → output rows 4i..4i+4 of every mask: [masks, 4, 4w].
-    let row = |i: usize| -> Vec<f32> {
-        let mut y1 = vec![0.0f32; w * 4 * c1];
-        let mut y2 = vec![0.0f32; 4 * w * 4 * c2];
+    let row = |(y1, y2, products): &mut Scratch, i: usize| -> Vec<f32> {
         // SAFETY: the operands are these buffers with the given row-major shapes.
         unsafe {
             matmul_by(
@@ -622,7 +696,6 @@ pub fn upscale_masks(src: &[f32], hyper: &[f32], wt: &UpscaleWeights, u: Upscale
                 }
             },
         );
-        let mut products = vec![0.0f32; 16 * w * masks];
         unsafe {
             matmul_by(
                 16 * w,
@@ -642,9 +715,12 @@ pub fn upscale_masks(src: &[f32], hyper: &[f32], wt: &UpscaleWeights, u: Upscale
         out
     };
     #[cfg(not(target_family = "wasm"))]
-    let rows: Vec<Vec<f32>> = (0..h).into_par_iter().map(row).collect();
+    let rows: Vec<Vec<f32>> = (0..h).into_par_iter().map_init(scratch, row).collect();
     #[cfg(target_family = "wasm")]
-    let rows: Vec<Vec<f32>> = (0..h).map(row).collect();
+    let rows: Vec<Vec<f32>> = {
+        let mut buffers = scratch();
+        (0..h).map(|i| row(&mut buffers, i)).collect()
+    };
     let mut masks_out = vec![0.0f32; masks * 16 * h * w];
     for (i, block) in rows.iter().enumerate() {
         for m in 0..masks {
@@ -829,6 +905,41 @@ mod tests {
                             "window {w} head {h} token {i}: {g} vs {want}"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn layer_norm_rows_match_the_definition() {
+        for d in [1usize, 7, 16, 64, 256] {
+            let rows = 5;
+            let x: Vec<f32> = (0..rows * d)
+                .map(|i| ((i * 7919 % 1000) as f32 / 100.0) - 3.0)
+                .collect();
+            let r: Vec<f32> = (0..rows * d).map(|i| (i % 13) as f32 * 0.25).collect();
+            let w: Vec<f32> = (0..d).map(|i| 0.5 + i as f32 * 0.01).collect();
+            let b: Vec<f32> = (0..d).map(|i| i as f32 * -0.02).collect();
+            let eps = 1e-5f32;
+            let mut got = x.clone();
+            layer_norm_rows(&mut got, Some(&r), &w, &b, eps);
+            let mut biased = x.clone();
+            add_row_bias(&mut biased, &b);
+            for row in 0..rows {
+                let v: Vec<f64> = (0..d)
+                    .map(|j| x[row * d + j] as f64 + r[row * d + j] as f64)
+                    .collect();
+                let mean = v.iter().sum::<f64>() / d as f64;
+                let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / d as f64;
+                for j in 0..d {
+                    let want =
+                        (v[j] - mean) / (var + eps as f64).sqrt() * w[j] as f64 + b[j] as f64;
+                    let g = got[row * d + j] as f64;
+                    assert!(
+                        (g - want).abs() < 1e-4,
+                        "d {d} row {row} col {j}: {g} vs {want}"
+                    );
+                    assert_eq!(biased[row * d + j], x[row * d + j] + b[j]);
                 }
             }
         }

@@ -2,6 +2,8 @@
 //! `nn.Conv2d` with one group (1x1 straight on the NCHW planes, larger kernels through
 //! im2col a band of output rows at a time) and batched `matmul`.
 
+use std::mem::MaybeUninit;
+
 use super::for_each_chunk;
 use super::gelu_chunk;
 use super::gemm::{matmul, matmul_parallel, written_by};
@@ -212,15 +214,21 @@ pub fn batched_matmul(
     };
     let batches: usize = batch.iter().product();
     let dims: Vec<usize> = batch.iter().copied().chain([m, n]).collect();
-    let mut out = vec![0.0f32; batches * m * n];
-    if out.is_empty() {
+    // Every value is written by its product: no zeroing first.
+    let len = batches * m * n;
+    let mut out = Vec::with_capacity(len);
+    if len == 0 {
         return (dims, out);
     }
-    let product = |i: usize, out: &mut [f32], parallel: bool| {
+    let product = |i: usize, out: &mut [MaybeUninit<f32>], parallel: bool| {
         let a = &a[index(&a_dims[..d - 2], i) * m * k..][..m * k];
         let b = &b[index(&b_dims[..d - 2], i) * k * n..][..k * n];
         let (rs, cs) = if b_transposed { (1, k) } else { (n, 1) };
-        let operands = ((out.as_mut_ptr(), n), (a.as_ptr(), k), (b.as_ptr(), rs, cs));
+        let operands = (
+            (out.as_mut_ptr().cast(), n),
+            (a.as_ptr(), k),
+            (b.as_ptr(), rs, cs),
+        );
         // SAFETY: the slices hold the row-major matrices given.
         unsafe {
             if parallel {
@@ -230,11 +238,14 @@ pub fn batched_matmul(
             }
         }
     };
+    let values = &mut out.spare_capacity_mut()[..len];
     if batches == 1 {
-        product(0, &mut out, true);
+        product(0, values, true);
     } else {
-        for_each_chunk(&mut out, m * n, true, |i, out| product(i, out, false));
+        for_each_chunk(values, m * n, true, |i, out| product(i, out, false));
     }
+    // SAFETY: the products wrote all `len` values.
+    unsafe { out.set_len(len) };
     (dims, out)
 }
 
