@@ -1,0 +1,116 @@
+//! Times the CPU backend's host kernels (`modeling::cpu`) on the shapes of a MobileSAM click
+//! and embedding, each on its own: GELU, softmax, the matrix products of the decoder (rows x
+//! depth x columns) and the encoder's convolutions. Prints the median and best time of each
+//! and, for products, the multiply-adds per second of the best. Meant for WebAssembly, where
+//! our own matrix kernel runs (see BENCHMARKS.md):
+//!
+//! ```text
+//! cargo build --release --target wasm32-wasip1 -p sam-core --no-default-features \
+//!   --features flex --example kernels
+//! node --no-warnings scripts/wasi-run.mjs \
+//!   $CARGO_TARGET_DIR/wasm32-wasip1/release/examples/kernels.wasm
+//! ```
+//! Natively: `cargo run --release -p sam-core --example kernels` (all cores).
+
+use sam_core::modeling::cpu;
+use std::time::Instant;
+
+/// Runs `f` once to warm up, then `n` times; prints the median and the best.
+fn time(name: &str, n: usize, macs: f64, mut f: impl FnMut()) {
+    f();
+    let mut v = Vec::new();
+    for _ in 0..n {
+        let t = Instant::now();
+        f();
+        v.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let g = if macs > 0.0 {
+        format!(" {:.1} GMAC/s", macs / v[0] / 1e6)
+    } else {
+        String::new()
+    };
+    println!("{name}: median {:.3} ms min {:.3}{g}", v[v.len() / 2], v[0]);
+}
+/// `n` deterministic values in [-2, 2).
+fn vals(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0)
+        .collect()
+}
+fn main() {
+    let mut x = vals(3_145_728);
+    time("gelu 3.1M", 20, 0.0, || cpu::gelu_in_place(&mut x));
+    let mut s = vals(229_376);
+    time("softmax rows of 7 x32768", 20, 0.0, || {
+        cpu::softmax_rows(&mut s, 7)
+    });
+    time("softmax rows of 4096 x56", 20, 0.0, || {
+        cpu::softmax_rows(&mut s, 4096)
+    });
+    for (m, k, n) in [
+        (4096, 256, 256),
+        (16384, 64, 128),
+        (65536, 32, 4),
+        (4096, 256, 56),
+        (4096, 56, 256),
+        (56, 256, 2048),
+        (56, 2048, 256),
+    ] {
+        let a = vals(m * k);
+        let w = vals(k * n);
+        time(
+            &format!("linear {m}x{k}x{n}"),
+            20,
+            (m * k * n) as f64,
+            || {
+                std::hint::black_box(cpu::linear(&a, &w, None, k, n));
+            },
+        );
+    }
+    for (ci, co, hw, k, st) in [
+        (64usize, 256usize, 256usize, 1usize, 1usize),
+        (256, 64, 256, 1, 1),
+        (3, 32, 1024, 3, 2),
+        (128, 128, 128, 3, 2),
+    ] {
+        let x = vals(ci * hw * hw);
+        let w = vals(co * ci * k * k);
+        let c = cpu::Conv {
+            batch: 1,
+            c_in: ci,
+            height: hw,
+            width: hw,
+            c_out: co,
+            kernel: k,
+            stride: st,
+            padding: k / 2,
+        };
+        let (oh, ow) = c.out_hw();
+        time(
+            &format!("conv {ci}->{co} k{k} s{st} at {hw}"),
+            10,
+            (co * ci * k * k * oh * ow) as f64,
+            || {
+                std::hint::black_box(cpu::conv2d(&x, &w, None, c, false));
+            },
+        );
+    }
+    let a = vals(56 * 4096);
+    let b = vals(4096 * 256);
+    time("matmul 56x4096x256", 20, (56 * 4096 * 256) as f64, || {
+        std::hint::black_box(cpu::batched_matmul(
+            (&a, &[56, 4096]),
+            (&b, &[4096, 256], false),
+            1.0,
+        ));
+    });
+    let a = vals(56 * 256);
+    time("matmul_t 56x256x4096", 20, (56 * 4096 * 256) as f64, || {
+        std::hint::black_box(cpu::batched_matmul(
+            (&a, &[56, 256]),
+            (&b, &[4096, 256], true),
+            1.0,
+        ));
+    });
+}
