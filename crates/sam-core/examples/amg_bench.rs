@@ -67,6 +67,7 @@ fn main() {
     let runs: usize = arg("--runs").map_or(2, |v| v.parse().expect("--runs N"));
     let device = match device_name.as_str() {
         "flex" => Device::flex(),
+        #[cfg(feature = "wgpu")]
         "wgpu" => Device::wgpu_options().init().expect("no wgpu adapter"),
         other => panic!("unknown device {other} (flex or wgpu)"),
     };
