@@ -517,13 +517,14 @@ fn matmul_on_host<const D: usize>(
 /// Whether a linear layer or matmul with left operand `x` goes to the host products
 /// ([`cpu::linear`], [`cpu::batched_matmul`]): f32 values on the CPU backend, in WebAssembly
 /// always (burn's CPU backend multiplies there with gemm's WebAssembly kernel: ~6 GMAC/s
-/// under V8 here, ours 24-29), natively for products of at least 64 rows. Natively burn's
-/// `linear` and `matmul` call the same gemm on the tensors' own storage and strides, where
-/// the host path first copies the weight or a transposed operand: for the decoder's few
-/// token rows that copy is most of the work (a click took 14.7 → 17.2 ms with every product
-/// on the host), for the encoder's thousands of rows the host path is faster (burn's adds
-/// the bias in a second pass: mobile_sam `set_image` 590 → 410-450 ms). In WebAssembly the
-/// threshold would cost more than the copies (a click 47.8 → 49.3 ms).
+/// under V8 here, ours 26-29), natively for products of at least 64 rows. Natively burn's
+/// `linear` and `matmul` call the same gemm on the tensors' own storage and strides; the
+/// threshold was measured when the host path still copied every weight (a click took
+/// 14.7 → 17.2 ms with every product on the host; [`host_values`] now reads contiguous
+/// tensors in place, but a strided operand is still copied), while for the encoder's
+/// thousands of rows the host path is faster (burn's adds the bias in a second pass:
+/// mobile_sam `set_image` 590 → 410-450 ms). In WebAssembly the threshold would cost more
+/// than it saves (a click 47.8 → 49.3 ms).
 /// `rows`: the rows of one product (a linear layer's input rows; a matmul's `m`).
 #[cfg(feature = "flex")]
 pub fn products_on_host<const D: usize>(x: &Tensor<D>, rows: usize) -> bool {

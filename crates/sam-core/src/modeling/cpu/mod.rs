@@ -122,9 +122,25 @@ pub struct Depthwise {
 impl Depthwise {
     /// Output `(height, width)`, as `nn.Conv2d` computes it.
     pub fn out_hw(&self) -> (usize, usize) {
-        let out = |n: usize| (n + 2 * self.padding - self.kernel) / self.stride + 1;
-        (out(self.height), out(self.width))
+        conv_out_hw(
+            (self.height, self.width),
+            self.kernel,
+            self.stride,
+            self.padding,
+        )
     }
+}
+
+/// A convolution's output `(height, width)` for an input of `(height, width)`, a square
+/// kernel, stride and padding, as `nn.Conv2d` computes it.
+fn conv_out_hw(
+    (height, width): (usize, usize),
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> (usize, usize) {
+    let out = |n: usize| (n + 2 * padding - kernel) / stride + 1;
+    (out(height), out(width))
 }
 
 /// Depthwise convolution of NCHW planes: `input` `[B, C, H, W]`, `weight` `[C, k, k]`, `bias`
@@ -496,8 +512,7 @@ fn softmax_row(s: &mut [f32], bias: Option<&[f32]>) {
 }
 
 /// `LayerNorm(values + residual)` over rows of `weight.len()` values, in place (`residual`,
-/// if any, the same length as `values`): the mean, then the variance of the centred values,
-/// each summed in vectorised partial sums ([`lane_sum`]).
+/// if any, the same length as `values`), a row at a time ([`normalize_row`]).
 pub fn layer_norm_rows(
     values: &mut [f32],
     residual: Option<&[f32]>,
@@ -529,19 +544,27 @@ pub fn layer_norm_rows(
                                 *v += r;
                             }
                         }
-                        let mean = lane_sum(row, |x| x) / d as f32;
-                        for v in row.iter_mut() {
-                            *v -= mean;
-                        }
-                        let inv = 1.0 / (lane_sum(row, |x| x * x) / d as f32 + eps).sqrt();
-                        for ((v, &g), &b) in row.iter_mut().zip(weight).zip(bias) {
-                            *v = *v * inv * g + b;
-                        }
+                        normalize_row(row, weight, bias, eps);
                     }
                 },
             )
         },
     );
+}
+
+/// One row of a LayerNorm, in place: the mean, then the variance of the centred values,
+/// each summed in vectorised partial sums ([`lane_sum`]), then the affine map.
+#[inline(always)]
+fn normalize_row(row: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
+    let d = row.len() as f32;
+    let mean = lane_sum(row, |x| x) / d;
+    for v in row.iter_mut() {
+        *v -= mean;
+    }
+    let inv = 1.0 / (lane_sum(row, |x| x * x) / d + eps).sqrt();
+    for ((v, &g), &b) in row.iter_mut().zip(weight).zip(bias) {
+        *v = *v * inv * g + b;
+    }
 }
 
 /// `values += bias` on every row of `bias.len()` values, in place.
@@ -669,15 +692,7 @@ pub fn upscale_masks(src: &[f32], hyper: &[f32], wt: &UpscaleWeights, u: Upscale
                     for (x, &bv) in v.iter_mut().zip(b) {
                         *x += bv;
                     }
-                    let mean = lane_sum(v, |x| x) / c1 as f32;
-                    for x in v.iter_mut() {
-                        *x -= mean;
-                    }
-                    let var = lane_sum(v, |x| x * x);
-                    let inv = 1.0 / (var / c1 as f32 + eps).sqrt();
-                    for ((x, &g), &bb) in v.iter_mut().zip(wt.ln_w).zip(wt.ln_b) {
-                        *x = *x * inv * g + bb;
-                    }
+                    normalize_row(v, wt.ln_w, wt.ln_b, eps);
                     gelu_values(v);
                 }
             },

@@ -4,9 +4,9 @@
 
 use std::mem::MaybeUninit;
 
-use super::for_each_chunk;
 use super::gelu_chunk;
 use super::gemm::{matmul, matmul_parallel, written_by};
+use super::{add_row_bias, conv_out_hw, for_each_chunk};
 
 /// Values of an im2col band (4 MiB): the band is as many output rows as fit.
 const BAND_VALUES: usize = 1 << 20;
@@ -34,20 +34,8 @@ pub fn linear(x: &[f32], w: &[f32], bias: Option<&[f32]>, d_in: usize, d_out: us
     };
     if let Some(bias) = bias {
         assert_eq!(bias.len(), d_out, "linear bias shape");
-        if let Some(rows_per_chunk) = (1usize << 14).checked_div(d_out) {
-            let rows_per_chunk = rows_per_chunk + 1;
-            for_each_chunk(
-                &mut out,
-                rows_per_chunk * d_out,
-                rows > rows_per_chunk,
-                |_, c| {
-                    for row in c.chunks_exact_mut(d_out) {
-                        for (v, &b) in row.iter_mut().zip(bias) {
-                            *v += b;
-                        }
-                    }
-                },
-            );
+        if d_out > 0 {
+            add_row_bias(&mut out, bias);
         }
     }
     out
@@ -70,8 +58,12 @@ pub struct Conv {
 impl Conv {
     /// The output's `(height, width)`.
     pub fn out_hw(&self) -> (usize, usize) {
-        let o = |n: usize| (n + 2 * self.padding - self.kernel) / self.stride + 1;
-        (o(self.height), o(self.width))
+        conv_out_hw(
+            (self.height, self.width),
+            self.kernel,
+            self.stride,
+            self.padding,
+        )
     }
 }
 
