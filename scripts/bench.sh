@@ -39,10 +39,10 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sam-target}"
 export SAM_REFERENCE_DIR="${SAM_REFERENCE_DIR:-$(cd .. && pwd)/shared/reference}"
 venv="$HOME/.cache/sam-bench-venv"
 cache="$HOME/.cache/sam-bench"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import torch, segment_anything, mobile_sam" 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import torch, segment_anything, mobile_sam, cv2" 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet torch torchvision numpy pillow safetensors segment-anything \
-    mobilesam-mirror timm pycocotools
+    mobilesam-mirror timm pycocotools opencv-python-headless
 fi
 
 out=$(mktemp -d)
