@@ -19,9 +19,13 @@ import type {
   CheckpointSource,
 } from "./types.js";
 
-/** The error every SamClient call rejects with. */
+/**
+ * The error every SamClient call rejects with. Its `name` is "SamError", except for a call stopped
+ * through its `AbortSignal` (kind "aborted"): then it is "AbortError", as `fetch` gives, so
+ * `e.name === "AbortError"` checks work unchanged (and `e instanceof SamError` still holds).
+ */
 export class SamError extends Error {
-  override name = "SamError";
+  override name: "SamError" | "AbortError";
   constructor(
     message: string,
     readonly kind: SamErrorKind,
@@ -29,6 +33,7 @@ export class SamError extends Error {
     readonly fatal = false,
   ) {
     super(message);
+    this.name = kind === "aborted" ? "AbortError" : "SamError";
   }
 }
 
@@ -51,8 +56,6 @@ interface Channel {
   busy: boolean;
   waiting: Waiting | null;
 }
-
-const DEFAULT_WORKER = "./worker.js";
 
 export class SamClient {
   private readonly worker: Worker;
@@ -85,12 +88,11 @@ export class SamClient {
   static async create(options: SamClientOptions = {}): Promise<SamClient> {
     let worker: Worker;
     if (options.worker) worker = options.worker();
-    else {
-      // Not a literal `new URL("./worker.js", import.meta.url)`: bundlers would try to rewrite it.
-      const name = DEFAULT_WORKER;
-      const url = options.workerUrl ?? new URL(name, import.meta.url);
-      worker = new Worker(url, { type: "module", name: "sam-browser" });
-    }
+    else if (options.workerUrl !== undefined) worker = new Worker(options.workerUrl, { type: "module", name: "sam-browser" });
+    // Written out literally, in this form only: Vite (dev and build), webpack 5 and Parcel recognise it,
+    // bundle dist/worker.js as a worker and emit the .wasm it refers to; a plain page finds both next
+    // to index.js. Do not build the URL from a variable: no bundler would see the worker then.
+    else worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "sam-browser" });
     const client = new SamClient(worker);
     const wasmUrl = options.wasmUrl === undefined ? undefined : String(options.wasmUrl instanceof URL ? options.wasmUrl.href : new URL(options.wasmUrl, location.href).href);
     const { webgpu } = await client.call("init", wasmUrl === undefined ? {} : { wasmUrl });
@@ -127,10 +129,10 @@ export class SamClient {
     const args: RequestMap["load"]["args"] = { source };
     if (options.modelType) args.modelType = options.modelType;
     if (options.backend) args.backend = options.backend;
-    this.model = null;
-    this.image = null;
+    // Until the new model is built, the worker keeps the previous one (and its image): a failed load leaves both.
     const { webgpuMissing: _w, ...info } = await this.call("load", args, transfer, options.signal);
     this.model = info;
+    this.image = null;
     return info;
   }
 

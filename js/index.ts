@@ -1,5 +1,30 @@
 // sam-browser: Segment Anything in the browser (Rust -> WebAssembly, WebGPU or CPU), in a Web Worker.
 export { SamClient, SamError } from "./client.js";
-export type * from "./types.js";
+// Named, not `export type *` (TypeScript >= 5.0): the published types work from TypeScript 4.7.
+export type {
+  Backend,
+  BackendChoice,
+  BackendEvent,
+  CheckpointSource,
+  DecodedSa1b,
+  GenerateCallOptions,
+  GenerateOptions,
+  GenerateResult,
+  ImageInfo,
+  ImageSource,
+  LoadOptions,
+  ModelInfo,
+  ModelType,
+  Prediction,
+  ProgressEvent,
+  ProgressStage,
+  Prompt,
+  Sa1bAnnotation,
+  Sa1bFile,
+  SamClientOptions,
+  SamErrorKind,
+  SamEvents,
+  SetImageOptions,
+} from "./types.js";
 export { maskToImageData, maskBBox, maskArea, cutout } from "./masks.js";
 export type { Rgba } from "./masks.js";

@@ -8,8 +8,12 @@ export type BackendChoice = "auto" | Backend;
 /** A checkpoint: bytes, or a URL to download (absolute, or relative to the page). */
 export type CheckpointSource = ArrayBuffer | Uint8Array | URL | string;
 
-/** What setImage accepts. An ImageData is copied unless `transfer` is set. */
-export type ImageSource = ImageData | ImageBitmap | HTMLImageElement | HTMLCanvasElement | OffscreenCanvas | Blob;
+/**
+ * What setImage accepts: what `createImageBitmap` takes (an ImageBitmap, <img>, <canvas>, OffscreenCanvas,
+ * <video>, VideoFrame, Blob) and ImageData. An ImageData is copied unless `transfer` is set.
+ * (The DOM library's own name, so that the types also compile with TypeScript 4.7, whose DOM has no OffscreenCanvas.)
+ */
+export type ImageSource = ImageBitmapSource;
 
 export interface LoadOptions {
   /** Omit to detect from the checkpoint's keys. */
@@ -20,13 +24,22 @@ export interface LoadOptions {
   cache?: boolean;
   /** Cache Storage bucket name (default "sam-browser-weights"). */
   cacheName?: string;
-  /** Aborts the download (not the model build once it started). */
+  /**
+   * Aborts the download (not the model build once it started); the promise then rejects with a
+   * `SamError` whose `name` is "AbortError" and `kind` "aborted".
+   */
   signal?: AbortSignal;
 }
 
 export interface ModelInfo {
   backend: Backend;
+  /** One sentence: the backend, the adapter, and why it runs. */
   backendInfo: string;
+  /**
+   * Why this backend runs, in a few words without its name, e.g. "the WebGPU adapter is SwiftShader, a
+   * software fallback" ("auto" skips software adapters), "no WebGPU adapter"; empty when it was asked for.
+   */
+  backendReason: string;
   modelType: string;
   /** Whether the weights came from Cache Storage (URL loads only). */
   fromCache: boolean;
@@ -94,7 +107,10 @@ export interface GenerateOptions {
 }
 
 export interface GenerateCallOptions {
-  /** Aborting cancels the generation between two batches; the promise then rejects with an AbortError. */
+  /**
+   * Aborting cancels the generation between two batches; the promise then rejects with a `SamError`
+   * whose `name` is "AbortError" (as `fetch` rejects) and `kind` "aborted".
+   */
   signal?: AbortSignal;
 }
 
@@ -151,6 +167,8 @@ export interface ProgressEvent {
 export interface BackendEvent {
   backend: Backend;
   backendInfo: string;
+  /** As `ModelInfo.backendReason`. */
+  backendReason: string;
   modelType: string;
   /** Whether WebGPU was asked for ("auto" or "webgpu") but no adapter was there, so the CPU runs. */
   webgpuMissing: boolean;
@@ -161,10 +179,15 @@ export interface SamEvents {
   backend: BackendEvent;
 }
 
+/**
+ * Where the worker and the wasm module come from. Omit all of them in a plain page and in the bundlers
+ * that follow `new Worker(new URL("./worker.js", import.meta.url))` (Vite, webpack 5, Parcel): the worker
+ * is `worker.js` next to the package's `index.js`, and the module `sam_wasm_bg.wasm` next to the worker.
+ */
 export interface SamClientOptions {
-  /** URL of the package's worker.js (default: next to the package's index.js). */
+  /** URL of the package's worker.js, for setups that serve the package's files themselves (e.g. esbuild, Rollup). */
   workerUrl?: string | URL;
-  /** Or a factory, e.g. for bundlers: `() => new Worker(new URL("sam-browser/worker.js", import.meta.url), { type: "module" })`. */
+  /** Or a factory, e.g. `() => new Worker(new URL("sam-browser/worker.js", import.meta.url), { type: "module" })`. */
   worker?: () => Worker;
   /** URL of sam_wasm_bg.wasm (default: next to the worker script). */
   wasmUrl?: string | URL;
@@ -179,6 +202,7 @@ export type SamErrorKind =
   | "no-image"
   | "bad-prompt"
   | "download"
+  /** Stopped through an `AbortSignal`; such a `SamError`'s `name` is "AbortError". */
   | "aborted"
   | "superseded"
   | "disposed"
