@@ -55,6 +55,8 @@ export async function startServer(mounts: Record<string, string>, port = 0): Pro
       "content-type": TYPES[extname(file).toLowerCase()] ?? "application/octet-stream",
       "content-length": String(size),
       "cache-control": "no-store",
+      // The consumer apps' Vite dev server fetches the reference files from here (another origin).
+      "access-control-allow-origin": "*",
     });
     if (req.method === "HEAD") res.end();
     else createReadStream(file).pipe(res);

@@ -1,0 +1,58 @@
+// The npm package's API conventions, through the built package (dist/, served at /sam-browser/ beside
+// the demo) in a blank page: an aborted call rejects as `fetch` does, with an error whose `name` is
+// "AbortError", which is still a SamError of kind "aborted"; the client keeps working after it.
+import { expect, test } from "./fixtures.js";
+
+type Package = typeof import("../../js/index.js");
+
+interface Caught {
+  name: string;
+  kind: string;
+  message: string;
+  isSamError: boolean;
+  isError: boolean;
+}
+
+test("package: an aborted generate rejects with name 'AbortError', a SamError of kind 'aborted'", async ({ page, env }) => {
+  page.on("console", (m) => {
+    if (m.type() === "error") console.log(`[page error] ${m.text()}`);
+  });
+  await page.route("**/__package-test.html", (r) => r.fulfill({ contentType: "text/html", body: "<!doctype html><title>sam-browser package</title>" }));
+  await page.goto(`${env.server.url}/__package-test.html`);
+  const r = await page.evaluate(
+    async ({ model, image }) => {
+      const url = "/sam-browser/index.js";
+      const { SamClient, SamError } = (await import(url)) as Package;
+      const caught = (e: unknown): Caught => {
+        const x = e as { name?: unknown; kind?: unknown; message?: unknown };
+        return { name: String(x.name), kind: String(x.kind), message: String(x.message), isSamError: e instanceof SamError, isError: e instanceof Error };
+      };
+      const sam = await SamClient.create();
+      await sam.load(model, { backend: "cpu", cache: false });
+      await sam.setImage(await (await fetch(image)).blob());
+      // A signal aborted before the call: rejected at once.
+      const before = await sam.generate({}, { signal: AbortSignal.abort() }).then(() => null, caught);
+      // Aborted while it runs (at its first progress event): rejected between two batches.
+      const ac = new AbortController();
+      let batches = 0;
+      sam.on("progress", (p) => {
+        if (p.stage === "generate" && ++batches === 1) ac.abort();
+      });
+      const during = await sam.generate({ pointsPerSide: 16 }, { signal: ac.signal }).then(() => null, caught);
+      // The client still works afterwards.
+      const p = await sam.predict({ points: [[100, 100]], labels: [1] });
+      await sam.dispose();
+      return { before, during, batches, masksAfter: p.masks.length };
+    },
+    { model: "/__ref/tiny_seed0.pth", image: env.images.landscape?.url ?? "" },
+  );
+  console.log(`[measure] package/abort: ${JSON.stringify(r)}`);
+  for (const e of [r.before, r.during]) {
+    expect(e).not.toBeNull();
+    expect(e?.name).toBe("AbortError");
+    expect(e?.kind).toBe("aborted");
+    expect(e?.isSamError).toBe(true);
+    expect(e?.isError).toBe(true);
+  }
+  expect(r.masksAfter).toBe(1);
+});
