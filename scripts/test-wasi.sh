@@ -3,7 +3,9 @@
 # kit) built for WebAssembly (wasm32-wasip1: the CPU backend on one thread with WebAssembly
 # SIMD, the code a page runs on its CPU fallback) and run under Node's WASI, i.e. V8.
 # The browser tests (scripts/test-wasm.sh) hold only the small test model; this runs MobileSAM
-# and its CPU kernels (modeling/cpu.rs) in WebAssembly too.
+# and its CPU kernels (modeling/cpu.rs) in WebAssembly too, and one small AMG case.
+# The kit may be of any seed: SAM_REFERENCE_TAGS (see crates/sam-core/tests/common/mod.rs)
+# passes through to the tests.
 # Usage: scripts/test-wasi.sh [extra cargo test args]   (scripts/setup.sh installs the target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,5 +19,9 @@ export CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $root/scripts/wasi-
 # partial tiles, transposed and strided operands), then the models.
 cargo test --target wasm32-wasip1 -p sam-core --no-default-features --features flex --lib \
   "$@" -- modeling::cpu::
-exec cargo test --target wasm32-wasip1 -p sam-core --no-default-features --features flex \
+cargo test --target wasm32-wasip1 -p sam-core --no-default-features --features flex \
   --test model_mobile_sam --test model_tiny "$@"
+# One small automatic-mask-generator run against the reference (the whole-image crop of the
+# manifest's `nofilter` case: one embedding, 64 points).
+exec cargo test --target wasm32-wasip1 -p sam-core --no-default-features --features flex \
+  --test amg_reference "$@" -- --exact whole_image_crop_matches_official_amg

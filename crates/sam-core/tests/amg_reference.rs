@@ -1,5 +1,6 @@
 //! Parity of the automatic mask generator with the official `SamAutomaticMaskGenerator` on
-//! the reference kit's `objects` image, for `tiny_seed0` and `mobile_sam_seed0`, in the
+//! the reference kit's `objects` image, for the kit's two models (`common::model_tags`, any
+//! seed), in the
 //! manifest's `nofilter` (all thresholds 0, one crop layer) and `filtered` (both filters,
 //! point downscaling, `min_mask_region_area`) settings, on burn's CPU backend.
 //!
@@ -155,6 +156,8 @@ struct Report {
     same_position: usize,
     /// (our index, reference index) of every match.
     pairs: Vec<(usize, usize)>,
+    /// The matches whose masks are identical (same RLE).
+    identical_pairs: Vec<(usize, usize)>,
 }
 
 /// Matches our records with reference annotations carrying pixel data (RLE), checks every
@@ -249,6 +252,7 @@ fn compare(what: &str, ours: &[MaskRecord], refs: &[Annotation], ref_mode: Outpu
             report.max_stability_diff = report.max_stability_diff.max(d_stab);
             if our_rles[i] == ref_rles[j] {
                 report.identical_masks += 1;
+                report.identical_pairs.push((i, j));
                 assert_eq!(a.segmentation, r.segmentation, "{what}: annotation {i}");
                 assert_eq!(a.area, r.area, "{what}: annotation {i} area");
                 assert_eq!(a.bbox, r.bbox, "{what}: annotation {i} bbox");
@@ -272,10 +276,19 @@ fn compare(what: &str, ours: &[MaskRecord], refs: &[Annotation], ref_mode: Outpu
 }
 
 /// The `binary_mask` reference: shape, sum and SHA-256 of the row-major 0/1 bytes, for the
-/// matches found on the RLE files (same `generate()` order in every mode file).
-fn compare_binary(what: &str, ours: &[MaskRecord], refs: &[Annotation], pairs: &[(usize, usize)]) {
+/// matches found on the RLE files (same `generate()` order in every mode file). Every match
+/// whose mask is identical (`identical`, same RLE) must have the reference's sum and SHA-256;
+/// every other match must not have its SHA-256.
+fn compare_binary(
+    what: &str,
+    ours: &[MaskRecord],
+    refs: &[Annotation],
+    pairs: &[(usize, usize)],
+    identical: &[(usize, usize)],
+) {
     assert_eq!(ours.len(), refs.len(), "{what}");
-    let (mut same_hash, mut identical_expected) = (0, 0);
+    assert_eq!(pairs.len(), ours.len(), "{what}: every annotation matched");
+    let mut same_hash = 0;
     for &(i, j) in pairs {
         let MaskSegmentation::BinaryMask { size, mask } = &ours[i].segmentation else {
             panic!("{what}: not a binary mask");
@@ -294,19 +307,26 @@ fn compare_binary(what: &str, ours: &[MaskRecord], refs: &[Annotation], pairs: &
             .collect();
         let our_sum = bytes.iter().map(|&b| u64::from(b)).sum::<u64>();
         assert_eq!(our_sum, ours[i].area, "{what}: mask {i} sum vs area");
-        if &hex == sha256 {
-            assert_eq!(our_sum, *sum);
+        if identical.contains(&(i, j)) {
+            assert_eq!(
+                &hex, sha256,
+                "{what}: mask {i} is identical to reference {j} but its SHA-256 differs"
+            );
+            assert_eq!(our_sum, *sum, "{what}: mask {i} sum");
             same_hash += 1;
-        }
-        if ours[i].area == refs[j].area {
-            identical_expected += 1;
+        } else {
+            assert_ne!(
+                &hex, sha256,
+                "{what}: mask {i} differs from reference {j} in RLE but not in SHA-256"
+            );
         }
     }
     println!(
-        "{what}: {same_hash} of {} binary masks with the reference sum and sha256",
+        "{what}: {same_hash} of {} binary masks with the reference sum and sha256 (every \
+         identical mask)",
         ours.len()
     );
-    assert!(same_hash <= identical_expected);
+    assert_eq!(same_hash, identical.len(), "{what}");
 }
 
 struct CaseRun {
@@ -374,6 +394,7 @@ fn reference_cases(tag: &str) -> CaseRun {
         &binary,
         &binary_refs,
         &report.pairs,
+        &report.identical_pairs,
     );
 
     // filtered: uncompressed RLE output, points_per_side with downscaled crop grids,
@@ -462,11 +483,12 @@ fn sa1b_round_trip(records: &[MaskRecord], image: &RgbImage, case: &Value) {
 }
 
 #[test]
-fn tiny_seed0_matches_official_amg() {
+fn tiny_matches_official_amg() {
     let t0 = Instant::now();
-    let r = reference_cases("tiny_seed0");
+    let tag = tiny_tag();
+    let r = reference_cases(&tag);
     println!(
-        "tiny_seed0: {} nofilter matches, {} identical; total {:.1} s",
+        "{tag}: {} nofilter matches, {} identical; total {:.1} s",
         r.nofilter_pairs.len(),
         r.nofilter_identical,
         t0.elapsed().as_secs_f64()
@@ -474,15 +496,155 @@ fn tiny_seed0_matches_official_amg() {
 }
 
 #[test]
-fn mobile_sam_seed0_matches_official_amg() {
+fn mobile_sam_matches_official_amg() {
     let t0 = Instant::now();
-    let r = reference_cases("mobile_sam_seed0");
+    let tag = mobile_sam_tag();
+    let r = reference_cases(&tag);
     println!(
-        "mobile_sam_seed0: {} nofilter matches, {} identical; total {:.1} s",
+        "{tag}: {} nofilter matches, {} identical; total {:.1} s",
         r.nofilter_pairs.len(),
         r.nofilter_identical,
         t0.elapsed().as_secs_f64()
     );
+}
+
+/// The `nofilter` case's whole-image crop alone (`crop_n_layers: 0`, the manifest's point grid
+/// of layer 0) on the CPU backend: a small AMG run (one embedding, 64 points) that also runs
+/// under WASI (`scripts/test-wasi.sh`). (On wgpu see `small_amg_on_wgpu_matches_the_cpu_backend`.)
+/// Without the crop layer there is no cross-crop NMS, so our masks are a superset of the
+/// reference's annotations of that crop: each of those needs a mask of ours at the same point
+/// with mask IoU >= 0.99 and predicted IoU / stability within 1e-3.
+#[test]
+fn whole_image_crop_matches_official_amg() {
+    let tag = tiny_tag();
+    let manifest = manifest(&tag);
+    let case = manifest["amg_cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "nofilter")
+        .unwrap();
+    let image = objects_image();
+    let full = [0.0, 0.0, image.width as f64, image.height as f64];
+    let refs: Vec<Annotation> = reference(&tag, case, "uncompressed_rle")
+        .into_iter()
+        .filter(|a| a.crop_box == full)
+        .collect();
+    let expected =
+        &case["summary"]["masks_per_crop_box"][format!("{:?}", full.map(|v| v as usize))];
+    assert_eq!(
+        refs.len(),
+        usize_of(expected),
+        "{tag}: reference masks in {full:?}"
+    );
+    assert!(!refs.is_empty());
+    for (device_name, device) in [("flex", Device::flex())] {
+        let sam = load(&tag, &device);
+        let options = AmgOptions {
+            crop_n_layers: 0,
+            ..options_of(case, false, OutputMode::UncompressedRle)
+        };
+        let t0 = Instant::now();
+        let ours = run(&sam, &image, options);
+        let our_rles: Vec<Rle> = ours
+            .iter()
+            .map(|r| r.segmentation.to_rle().unwrap())
+            .collect();
+        for (j, r) in refs.iter().enumerate() {
+            let rle = r.rle().unwrap();
+            let best = ours
+                .iter()
+                .zip(&our_rles)
+                .filter(|(o, _)| {
+                    key(&o.point_coords, o.crop_box.map(|v| v as f64))
+                        == key(&r.point_coords, r.crop_box)
+                })
+                .map(|(o, ol)| {
+                    let d = score_diff(o.predicted_iou, r.predicted_iou)
+                        .max(score_diff(o.stability_score, r.stability_score_or_nan()));
+                    (mask_iou(ol, &rle), d)
+                })
+                .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
+            let Some((iou, d)) = best else {
+                panic!(
+                    "{device_name} {tag}: no mask of ours at reference {j}'s point {:?}",
+                    r.point_coords
+                );
+            };
+            assert!(
+                iou >= MIN_MASK_IOU && d <= SCORE_TOL,
+                "{device_name} {tag}: reference {j} (point {:?}): mask IoU {iou}, score diff {d}",
+                r.point_coords
+            );
+        }
+        println!(
+            "{device_name} {tag}: whole-image crop: {} masks of ours cover the reference's {} \
+             in {:.1} s",
+            ours.len(),
+            refs.len(),
+            t0.elapsed().as_secs_f64()
+        );
+        assert!(ours.len() >= refs.len());
+    }
+}
+
+/// AMG on wgpu natively (skipped with `SAM_SKIP_WGPU=1`, like the other wgpu tests): a small
+/// run (the whole-image crop, 4x4 points, one batch: lavapipe runs the full 64-point case in
+/// ~5 minutes) must give the masks and scores of the CPU backend, which
+/// `whole_image_crop_matches_official_amg` and the full cases check against the
+/// reference: same count, and per annotation (in order) mask IoU >= 0.99 and predicted IoU /
+/// stability within 1e-3.
+///
+/// KNOWN BUG (reported): with 64 points a batch (the manifest's `points_per_batch`) `generate`
+/// fails on wgpu with "can't allocate buffer of size: 268435456" (64 full-size 1024x1024 f32
+/// mask planes in one buffer, at wgpu's 256 MiB `max_buffer_size`).
+#[test]
+fn small_amg_on_wgpu_matches_the_cpu_backend() {
+    let all = devices();
+    if all.len() < 2 {
+        println!("wgpu skipped (SAM_SKIP_WGPU or no wgpu feature)");
+        return;
+    }
+    let tag = tiny_tag();
+    let image = objects_image();
+    let options = AmgOptions {
+        points_per_side: Some(4),
+        points_per_batch: 16,
+        pred_iou_thresh: 0.0,
+        stability_score_thresh: 0.0,
+        crop_n_layers: 0,
+        output_mode: OutputMode::UncompressedRle,
+        ..AmgOptions::default()
+    };
+    let mut runs = Vec::new();
+    for (device_name, device) in all {
+        let sam = load(&tag, &device);
+        let t0 = Instant::now();
+        let records = run(&sam, &image, options.clone());
+        println!(
+            "{device_name}: {} masks in {:.1} s",
+            records.len(),
+            t0.elapsed().as_secs_f64()
+        );
+        runs.push(records);
+    }
+    let (cpu, gpu) = (&runs[0], &runs[1]);
+    assert!(!cpu.is_empty());
+    assert_eq!(gpu.len(), cpu.len(), "wgpu vs CPU mask count");
+    for (i, (g, c)) in gpu.iter().zip(cpu).enumerate() {
+        let (gr, cr) = (
+            g.segmentation.to_rle().unwrap(),
+            c.segmentation.to_rle().unwrap(),
+        );
+        let iou = mask_iou(&gr, &cr);
+        let d = score_diff(g.predicted_iou, c.predicted_iou)
+            .max(score_diff(g.stability_score, c.stability_score));
+        assert_eq!(g.point_coords, c.point_coords, "annotation {i}");
+        assert!(
+            iou >= MIN_MASK_IOU && d <= SCORE_TOL,
+            "annotation {i}: wgpu vs CPU mask IoU {iou}, score diff {d}"
+        );
+    }
 }
 
 #[test]
@@ -573,7 +735,7 @@ fn nonsense_options_are_rejected() {
         },
     ];
     let device = Device::flex();
-    let sam = load("tiny_seed0", &device);
+    let sam = load(&tiny_tag(), &device);
     for o in bad {
         let err = o.validate().unwrap_err();
         assert!(matches!(err, SamError::Input(_)), "{err}");
@@ -632,7 +794,7 @@ fn small_image() -> RgbImage {
 #[test]
 fn progress_counts_and_cancellation() {
     let device = Device::flex();
-    let sam = load("tiny_seed0", &device);
+    let sam = load(&tiny_tag(), &device);
     let image = small_image();
     let amg = SamAutomaticMaskGenerator::new(&sam, small_options()).unwrap();
 
@@ -679,7 +841,7 @@ fn progress_counts_and_cancellation() {
 #[test]
 fn nothing_survives_gives_an_empty_list() {
     let device = Device::flex();
-    let sam = load("tiny_seed0", &device);
+    let sam = load(&tiny_tag(), &device);
     let amg = SamAutomaticMaskGenerator::new(
         &sam,
         AmgOptions {
@@ -708,7 +870,7 @@ fn nothing_survives_gives_an_empty_list() {
 #[test]
 fn min_mask_region_area_postprocesses_the_generated_masks() {
     let device = Device::flex();
-    let sam = load("tiny_seed0", &device);
+    let sam = load(&tiny_tag(), &device);
     let image = small_image();
     let (h, w) = (image.height, image.width);
     let min_area = 30;
@@ -772,7 +934,7 @@ fn min_mask_region_area_postprocesses_the_generated_masks() {
 #[test]
 fn a_given_embedding_is_reused_with_the_same_result() {
     let device = Device::flex();
-    let sam = load("tiny_seed0", &device);
+    let sam = load(&tiny_tag(), &device);
     let image = small_image();
     let amg = SamAutomaticMaskGenerator::new(&sam, small_options()).unwrap();
     let plain = block_on(amg.generate(&image, &mut |_| true)).unwrap();

@@ -25,25 +25,46 @@ fn numpy_file(values: &[f32]) -> Vec<u8> {
 #[test]
 fn numpy_embedding_drives_the_decoder() {
     let device = Device::flex();
-    let refs = RefFile::open("tiny_seed0_ref.safetensors");
-    let manifest = manifest("tiny_seed0");
-    let sam = Sam::from_bytes(&read("tiny_seed0.pth"), None, &device).unwrap();
-    let embed = refs.get("embed/landscape");
+    let tag = tiny_tag();
+    let refs = RefFile::open(&format!("{tag}_ref.safetensors"));
+    let manifest = manifest(&tag);
+    let sam = Sam::from_bytes(&read(&format!("{tag}.pth")), None, &device).unwrap();
+    let case = manifest["predictor_cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "point_multi")
+        .unwrap();
+    let image = &manifest["images"][case["image"].as_str().unwrap()];
+    let pair = |v: &serde_json::Value| {
+        (
+            v[0].as_u64().unwrap() as usize,
+            v[1].as_u64().unwrap() as usize,
+        )
+    };
+    let embed = refs.get(image["embedding_key"].as_str().unwrap());
     let bytes = numpy_file(&embed.data);
-    let emb = ImageEmbedding::from_npy(&bytes, (480, 640), &device).unwrap();
-    assert_eq!(emb.input_size, (768, 1024));
+    let emb = ImageEmbedding::from_npy(&bytes, pair(&image["orig_size"]), &device).unwrap();
+    assert_eq!(emb.input_size, pair(&image["input_size"]));
     // Our writer produces numpy's bytes.
     assert_eq!(block_on(emb.to_npy()).unwrap(), bytes);
+    let p = &case["inputs"]["point_coords"][0];
     let prompt = Prompt {
-        points: vec![[416.0, 192.0]],
-        labels: vec![1],
-        multimask_output: true,
+        points: vec![[p[0].as_f64().unwrap() as f32, p[1].as_f64().unwrap() as f32]],
+        labels: case["inputs"]["point_labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_i64().unwrap() as i32)
+            .collect(),
+        multimask_output: case["inputs"]["multimask_output"].as_bool().unwrap(),
         ..Default::default()
     };
     let pred = sam.predict(&emb, &prompt).unwrap();
     let (_, iou) = block_on(read_f32(pred.iou_predictions)).unwrap();
     let (_, low) = block_on(read_f32(pred.low_res_logits)).unwrap();
     let max = |a: &[f32], b: &[f32]| {
+        assert_eq!(a.len(), b.len(), "value counts differ");
         a.iter()
             .zip(b)
             .map(|(x, y)| (x - y).abs())
@@ -59,7 +80,7 @@ fn numpy_embedding_drives_the_decoder() {
 #[test]
 fn our_embedding_round_trips() {
     let device = Device::flex();
-    let sam = Sam::from_bytes(&read("tiny_seed0.pth"), None, &device).unwrap();
+    let sam = Sam::from_bytes(&read(&format!("{}.pth", tiny_tag())), None, &device).unwrap();
     let img = RgbImage::new(
         53,
         37,

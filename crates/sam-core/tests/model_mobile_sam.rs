@@ -1,5 +1,6 @@
 //! Parity of MobileSAM (TinyViT-5M encoder + SAM's prompt encoder and mask decoder) with the
-//! official implementation on the `mobile_sam_seed0` reference kit: model type detection and
+//! official implementation on the kit's MobileSAM (`mobile_sam` config, any seed:
+//! `common::mobile_sam_tag`): model type detection and
 //! mismatch errors, image embeddings (and the encoder stages' statistics), `image_pe`, every
 //! predictor case's low-res logits and IoU, and every ONNX-wrapper case's low-res logits and
 //! scores, on the CPU and wgpu backends.
@@ -17,10 +18,8 @@ use sam_core::weights::WeightLoader;
 use sam_core::{ModelType, Sam, SamError};
 use serde_json::Value;
 
-const TAG: &str = "mobile_sam_seed0";
-
 fn load(device: &Device) -> Sam {
-    Sam::from_bytes(&read(&format!("{TAG}.pth")), None, device)
+    Sam::from_bytes(&read(&format!("{}.pth", mobile_sam_tag())), None, device)
         .expect("mobile_sam checkpoint loads")
 }
 
@@ -83,8 +82,9 @@ fn stability_score(logits: &[f32]) -> f32 {
 #[test]
 fn detects_mobile_sam_and_rejects_mismatches() {
     let device = Device::flex();
-    let bytes = read(&format!("{TAG}.pth"));
-    let manifest = manifest(TAG);
+    let tag = mobile_sam_tag();
+    let bytes = read(&format!("{tag}.pth"));
+    let manifest = manifest(&tag);
 
     let ckpt = Checkpoint::from_bytes(&bytes).unwrap();
     assert_eq!(ModelType::detect(&ckpt).unwrap(), ModelType::MobileSam);
@@ -118,7 +118,7 @@ fn detects_mobile_sam_and_rejects_mismatches() {
     let err = Sam::from_bytes(&bytes, Some(ModelType::VitB), &device).unwrap_err();
     assert!(matches!(err, SamError::ModelType(_)), "{err}");
     println!("vit_b on mobile_sam: {err}");
-    let tiny = read("tiny_seed0.pth");
+    let tiny = read(&format!("{}.pth", tiny_tag()));
     let err = Sam::from_bytes(&tiny, Some(ModelType::MobileSam), &device).unwrap_err();
     assert!(matches!(err, SamError::ModelType(_)), "{err}");
     println!("mobile_sam on tiny: {err}");
@@ -139,8 +139,9 @@ fn detects_mobile_sam_and_rejects_mismatches() {
 }
 
 fn run_reference(device_name: &str, device: &Device) {
-    let manifest = manifest(TAG);
-    let refs = RefFile::open(&format!("{TAG}_ref.safetensors"));
+    let tag = mobile_sam_tag();
+    let manifest = manifest(&tag);
+    let refs = RefFile::open(&format!("{tag}_ref.safetensors"));
     let pre = RefFile::open("preprocess.safetensors");
     let sam = load(device);
     assert_eq!(sam.model_type, ModelType::MobileSam);

@@ -1,4 +1,5 @@
-//! Parity of the model with the official implementation on the `tiny_seed0` reference kit:
+//! Parity of the model with the official implementation on the kit's ViT test model (`tiny`
+//! config, any seed: `common::tiny_tag`):
 //! image embeddings, encoder intermediates, `image_pe`, and every predictor case's low-res
 //! logits and IoU from the reference's transformed prompts, on the CPU and wgpu backends.
 
@@ -10,17 +11,16 @@ use sam_core::modeling::image_encoder::ImageEncoderViT;
 use sam_core::weights::WeightLoader;
 use sam_core::{ModelType, Sam};
 
-const TAG: &str = "tiny_seed0";
-
 fn load(device: &Device, file: &str) -> Sam {
     Sam::from_bytes(&read(file), None, device).expect("tiny checkpoint loads")
 }
 
 fn run_reference(device_name: &str, device: &Device) {
-    let manifest = manifest(TAG);
-    let refs = RefFile::open(&format!("{TAG}_ref.safetensors"));
+    let tag = tiny_tag();
+    let manifest = manifest(&tag);
+    let refs = RefFile::open(&format!("{tag}_ref.safetensors"));
     let pre = RefFile::open("preprocess.safetensors");
-    let sam = load(device, &format!("{TAG}.pth"));
+    let sam = load(device, &format!("{tag}.pth"));
     assert!(matches!(sam.model_type, ModelType::CustomViT(_)));
     let emb_tol = tolerance(&manifest, "embedding_atol");
 
@@ -54,19 +54,36 @@ fn tiny_reference_cases_on_every_device() {
 
 #[test]
 fn encoder_intermediates_match() {
-    let manifest = manifest(TAG);
-    let refs = RefFile::open(&format!("{TAG}_ref.safetensors"));
+    let tag = tiny_tag();
+    let manifest = manifest(&tag);
+    let refs = RefFile::open(&format!("{tag}_ref.safetensors"));
     let pre = RefFile::open("preprocess.safetensors");
     let device = Device::flex();
-    let bytes = read(&format!("{TAG}.pth"));
+    let bytes = read(&format!("{tag}.pth"));
     let ckpt = sam_core::checkpoint::Checkpoint::from_bytes(&bytes).unwrap();
     let config = ModelType::detect(&ckpt).unwrap().vit_config().unwrap();
+    let arch = &manifest["architecture"];
+    let n = |k: &str| {
+        arch[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("architecture.{k}")) as usize
+    };
     assert_eq!(
         (config.embed_dim, config.depth, config.num_heads),
-        (64, 2, 2)
+        (
+            n("encoder_embed_dim"),
+            n("encoder_depth"),
+            n("encoder_num_heads")
+        )
     );
-    assert_eq!(config.global_attn_indexes, vec![1]);
-    assert_eq!(config.window_size, 14);
+    let global: Vec<usize> = arch["encoder_global_attn_indexes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    assert_eq!(config.global_attn_indexes, global);
+    assert_eq!(config.window_size, n("window_size"));
     let w = WeightLoader::new(&ckpt, &device);
     let encoder = ImageEncoderViT::new(&w.pb("image_encoder"), &config).unwrap();
     let tol = tolerance(&manifest, "embedding_atol");
@@ -95,8 +112,9 @@ fn encoder_intermediates_match() {
 fn safetensors_and_pth_give_the_same_model() {
     let device = Device::flex();
     let pre = RefFile::open("preprocess.safetensors");
-    let a = load(&device, &format!("{TAG}.pth"));
-    let b = load(&device, &format!("{TAG}.safetensors"));
+    let tag = tiny_tag();
+    let a = load(&device, &format!("{tag}.pth"));
+    let b = load(&device, &format!("{tag}.safetensors"));
     let input: Tensor<4> = pre.get("input/tiny").to_device(&device);
     let ea = to_vec(a.embed(input.clone()).unwrap()).1;
     let eb = to_vec(b.embed(input).unwrap()).1;

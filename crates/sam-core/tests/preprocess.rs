@@ -3,6 +3,8 @@
 //! against Pillow outputs committed in `tests/fixtures/` (see
 //! `tests/fixtures/gen_fixtures.py`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -251,13 +253,11 @@ fn prompt_transforms_match_the_manifests() {
         return;
     };
     let mut total = 0;
-    for tag in ["tiny_seed0", "mobile_sam_seed0"] {
-        let path = dir.join(format!("{tag}_manifest.json"));
-        if path.is_file() {
-            let n = check_manifest_coords(&path);
-            eprintln!("{tag}: {n} transformed points/boxes match");
-            total += n;
-        }
+    for tag in common::model_tags() {
+        let n = check_manifest_coords(&dir.join(format!("{tag}_manifest.json")));
+        eprintln!("{tag}: {n} transformed points/boxes match");
+        assert!(n > 0, "{tag}: no predictor case with prompts");
+        total += n;
     }
     assert!(total > 0, "no manifest with predictor cases found");
 }

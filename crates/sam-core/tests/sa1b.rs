@@ -1,8 +1,9 @@
 //! SA-1B / AMG annotation JSON against the reference AMG outputs, plus
 //! serialization and error handling.
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use sam_core::amg::{batched_mask_to_box, box_xyxy_to_xywh};
 use sam_core::rle::Rle;
@@ -10,35 +11,34 @@ use sam_core::sa1b::*;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// `$SAM_REFERENCE_DIR`, else `shared/reference` beside the repository,
-/// else `/work/shared/reference`.
-fn reference_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("SAM_REFERENCE_DIR") {
-        return PathBuf::from(dir);
-    }
-    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference");
-    if beside.is_dir() {
-        return beside;
-    }
-    PathBuf::from("/work/shared/reference")
+/// One AMG output file of the kit, as a manifest lists it.
+struct AmgFile {
+    /// `<tag>_<case>`, e.g. `tiny_seed0_nofilter`.
+    case: String,
+    /// The file name.
+    name: String,
+    text: String,
+    /// The manifest's `num_masks` of the case.
+    num_masks: usize,
 }
 
-const TAGS: [&str; 2] = ["tiny_seed0", "mobile_sam_seed0"];
-const CASES: [&str; 2] = ["nofilter", "filtered"];
-
-fn read(name: &str) -> Option<String> {
-    std::fs::read_to_string(reference_dir().join(name)).ok()
-}
-
-/// All `(file name, text)` of one mode that exist.
-fn files(mode: &str) -> Vec<(String, String, String)> {
+/// Every `<mode>` file that the kit's manifests (`common::model_tags`, any seed) list in their
+/// `amg_cases[].files`; each must exist.
+fn files(mode: &str) -> Vec<AmgFile> {
     let mut out = Vec::new();
-    for tag in TAGS {
-        for case in CASES {
-            let name = format!("{tag}_amg_{case}_{mode}.json");
-            if let Some(text) = read(&name) {
-                out.push((format!("{tag}_{case}"), name, text));
-            }
+    for tag in common::model_tags() {
+        let manifest = common::manifest(&tag);
+        for case in manifest["amg_cases"].as_array().unwrap() {
+            let Some(name) = case["files"][mode].as_str() else {
+                continue;
+            };
+            let bytes = common::read(name);
+            out.push(AmgFile {
+                case: format!("{tag}_{}", case["name"].as_str().unwrap()),
+                name: name.to_string(),
+                text: String::from_utf8(bytes).unwrap(),
+                num_masks: case["num_masks"].as_u64().unwrap() as usize,
+            });
         }
     }
     out
@@ -97,24 +97,40 @@ fn groups(anns: &[Annotation]) -> HashMap<Key, Vec<usize>> {
 
 #[test]
 fn reference_files_exist() {
-    assert_eq!(files("coco_rle").len(), 4);
-    assert_eq!(files("uncompressed_rle").len(), 4);
-    assert_eq!(files("binary_mask").len(), 2);
+    // Each model has AMG outputs as coco and uncompressed RLE (read by `files`), and at least
+    // one case as binary masks, with the manifest's annotation count.
+    for mode in ["coco_rle", "uncompressed_rle", "binary_mask"] {
+        let files = files(mode);
+        assert!(files.len() >= 2, "{mode}: {} files", files.len());
+        for f in files {
+            let parsed = parse_sa1b(&f.text).unwrap();
+            assert_eq!(parsed.annotations.len(), f.num_masks, "{}", f.name);
+        }
+    }
+    assert_eq!(files("coco_rle").len(), files("uncompressed_rle").len());
 }
 
 #[test]
 fn reference_rles_decode_reencode_and_agree_across_modes() {
     let coco: HashMap<String, String> = files("coco_rle")
         .into_iter()
-        .map(|(c, _, t)| (c, t))
+        .map(|f| (f.case, f.text))
         .collect();
     let bin: HashMap<String, String> = files("binary_mask")
         .into_iter()
-        .map(|(c, _, t)| (c, t))
+        .map(|f| (f.case, f.text))
         .collect();
     let mut n_bin = 0;
     let mut n = 0;
-    for (case, name, text) in files("uncompressed_rle") {
+    // Every annotation of every file, as the manifests count them.
+    let mut expected = 0;
+    let mut expected_bin = 0;
+    for f in files("uncompressed_rle") {
+        let (case, name, text) = (f.case, f.name, f.text);
+        expected += 2 * f.num_masks;
+        if bin.contains_key(&case) {
+            expected_bin += f.num_masks;
+        }
         let unc = parse_sa1b(&text).unwrap();
         let coco = parse_sa1b(&coco[&case]).unwrap();
         assert_eq!(unc.output_mode.as_deref(), Some("uncompressed_rle"));
@@ -190,14 +206,15 @@ fn reference_rles_decode_reencode_and_agree_across_modes() {
             ));
         }
     }
-    assert!(n > 500, "only {n} annotations checked");
-    assert!(n_bin > 200);
+    assert_eq!(n, expected, "annotations checked");
+    assert_eq!(n_bin, expected_bin, "binary masks checked");
+    assert!(n_bin > 0, "no binary masks checked");
 }
 
 #[test]
 fn reference_files_reserialize_to_equivalent_json() {
     for mode in ["coco_rle", "uncompressed_rle", "binary_mask"] {
-        for (_, name, text) in files(mode) {
+        for AmgFile { name, text, .. } in files(mode) {
             let file = parse_sa1b(&text).unwrap();
             let out = to_json(&file);
             let a: Value = serde_json::from_str(&text).unwrap();
@@ -217,7 +234,7 @@ fn reference_files_reserialize_to_equivalent_json() {
 
 #[test]
 fn annotation_lists_parse_too() {
-    let (_, _, text) = &files("coco_rle")[0];
+    let text = &files("coco_rle")[0].text;
     let file = parse_sa1b(text).unwrap();
     let list = annotations_to_json(&file.annotations);
     assert_eq!(parse_annotations(&list).unwrap(), file.annotations);

@@ -31,6 +31,66 @@ pub fn manifest(tag: &str) -> Value {
     serde_json::from_slice(&read(&format!("{tag}_manifest.json"))).unwrap()
 }
 
+/// The tags used when `$SAM_REFERENCE_TAGS` is unset and the kit holds no manifest.
+pub const DEFAULT_TAGS: &str = "tiny_seed0,mobile_sam_seed0";
+
+/// The kit's tags (`<tag>.pth`, `<tag>_manifest.json`, `<tag>_ref.safetensors`), any seed:
+/// `$SAM_REFERENCE_TAGS` (comma-separated), else every `<tag>_manifest.json` of the kit
+/// (sorted), else [`DEFAULT_TAGS`].
+pub fn reference_tags() -> Vec<String> {
+    if let Ok(tags) = std::env::var("SAM_REFERENCE_TAGS") {
+        return tags
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(String::from)
+            .collect();
+    }
+    let mut found: Vec<String> = std::fs::read_dir(reference_dir())
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix("_manifest.json").map(String::from)
+        })
+        .collect();
+    found.sort();
+    if found.is_empty() {
+        DEFAULT_TAGS.split(',').map(String::from).collect()
+    } else {
+        found
+    }
+}
+
+/// The tag of [`reference_tags`] whose manifest's `config` is `config` (`"tiny"` or
+/// `"mobile_sam"`); checks the manifest's own `tag` agrees with its file name.
+pub fn tag_for(config: &str) -> String {
+    let tags = reference_tags();
+    for tag in &tags {
+        let m = manifest(tag);
+        assert_eq!(m["tag"].as_str(), Some(tag.as_str()), "{tag}_manifest.json");
+        if m["config"].as_str() == Some(config) {
+            return tag.clone();
+        }
+    }
+    panic!("no {config} tag among the reference tags {tags:?} (SAM_REFERENCE_TAGS)")
+}
+
+/// The kit's ViT test model (`config: tiny`), e.g. `tiny_seed0`.
+pub fn tiny_tag() -> String {
+    tag_for("tiny")
+}
+
+/// The kit's MobileSAM (`config: mobile_sam`), e.g. `mobile_sam_seed0`.
+pub fn mobile_sam_tag() -> String {
+    tag_for("mobile_sam")
+}
+
+/// Both model tags of the kit: `[tiny, mobile_sam]`.
+pub fn model_tags() -> [String; 2] {
+    [tiny_tag(), mobile_sam_tag()]
+}
+
 /// A reference tensor, as f32 (bool tensors as 0/1).
 #[derive(Clone, Debug)]
 pub struct RefTensor {
