@@ -38,7 +38,7 @@ export type BackendName = "webgpu" | "cpu";
 export interface SegmenterOptions {
   /** Omit to detect from the checkpoint's keys; naming a type the file does not hold is an error. */
   modelType?: ModelTypeName;
-  /** "auto" (default): WebGPU when navigator.gpu gives an adapter, else CPU. "webgpu": fail without an adapter. "cpu": never touch the GPU. */
+  /** "auto" (default): WebGPU when navigator.gpu gives a hardware adapter, else CPU (software adapters such as SwiftShader, llvmpipe, lavapipe or isFallbackAdapter are skipped). "webgpu": any adapter, fail without one. "cpu": never touch the GPU. */
   backend?: "auto" | "webgpu" | "cpu";
   /** Called while tensors load: (loaded, total). */
   onProgress?: (loaded: number, total: number) => void;

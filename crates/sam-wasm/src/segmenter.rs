@@ -82,6 +82,14 @@ impl Segmenter {
         self.backend.info.clone()
     }
 
+    /// Why this backend runs, in a few words without its name (for a badge): e.g. "the WebGPU
+    /// adapter is SwiftShader, a software fallback" when `"auto"` skipped a software adapter,
+    /// "no WebGPU adapter", "a hardware WebGPU adapter"; empty when the caller asked for it.
+    #[wasm_bindgen(getter, js_name = backendReason)]
+    pub fn backend_reason(&self) -> String {
+        self.backend.reason.short()
+    }
+
     /// The model type: `vit_h`, `vit_l`, `vit_b`, `mobile_sam` (or `custom`).
     #[wasm_bindgen(getter, js_name = modelType)]
     pub fn model_type(&self) -> String {
