@@ -216,29 +216,31 @@ const handlers: { [K in RequestType]: Handler<K> } = {
   async load(id, { source, modelType, backend }) {
     if (crashed) throw new WorkerError(`The model is unusable after an earlier failure (${crashed}). Reload the page.`, "other");
     const { bytes, fromCache, downloadMs } = await readCheckpoint(id, source);
-    if (segmenter) {
-      segmenter.free();
-      segmenter = null;
-    }
     const t0 = performance.now();
     const options: SegmenterOptions = {
       backend: backend ?? "auto",
       onProgress: (loaded: number, total: number) => post({ kind: "progress", id, data: { stage: "load", loaded, total } }),
     };
     if (modelType) options.modelType = modelType;
-    segmenter = await Segmenter.create(bytes, options);
+    // The new model is built next to the old one, which is freed only once the new one exists: a wrong
+    // file leaves the previous model (and its image) usable. Peak memory is both models for a moment.
+    const built = await Segmenter.create(bytes, options);
+    segmenter?.free();
+    segmenter = built;
     const buildMs = performance.now() - t0;
-    const webgpuMissing = (backend ?? "auto") === "auto" && segmenter.backend === "cpu" && !webgpu;
+    const webgpuMissing = (backend ?? "auto") === "auto" && built.backend === "cpu" && !webgpu;
+    const backendReason = built.backendReason;
     post({
       kind: "backend",
       id,
-      data: { backend: segmenter.backend, backendInfo: segmenter.backendInfo, modelType: segmenter.modelType, webgpuMissing },
+      data: { backend: built.backend, backendInfo: built.backendInfo, backendReason, modelType: built.modelType, webgpuMissing },
     });
     return {
       value: {
-        backend: segmenter.backend,
-        backendInfo: segmenter.backendInfo,
-        modelType: segmenter.modelType,
+        backend: built.backend,
+        backendInfo: built.backendInfo,
+        backendReason,
+        modelType: built.modelType,
         fromCache,
         bytes: bytes.byteLength,
         downloadMs,

@@ -14,6 +14,8 @@
 // the last exported SA-1B JSON so that tests can wait for states and read results without scraping the UI.
 import { SamClient, SamError } from "../js/client.js";
 import { cutout, maskArea, maskBBox } from "../js/masks.js";
+import { isFatal, isSuperseded, RestartLimiter } from "./recovery.js";
+import { emptySession, imageKey, SessionStore, type Session } from "./sessions.js";
 import type {
   BackendChoice,
   GenerateOptions,
@@ -137,9 +139,14 @@ const state = {
   modelInfo: null as ModelInfo | null,
   imageState: "none" as ImageState,
   imageInfo: null as ImageInfo | null,
-  /** The current image's pixels (display and cut-outs) and name. */
+  /** The current image's pixels (display and cut-outs), name and content key (sessions.ts). */
   image: null as ImageData | null,
   imageName: "image",
+  imageKey: "",
+  /** The current image's objects changed since the last SA-1B JSON export. */
+  dirty: false,
+  /** The last checkpoint that loaded: what a worker restart loads again. */
+  modelSource: null as File | string | null,
   /** Bumped for every new image: results for older images are dropped. */
   imageToken: 0,
   embeddedToken: -1,
@@ -165,6 +172,9 @@ interface Snapshot {
   nextObjectId: number;
 }
 
+/** The other images' work (the current image's lives in `state`). */
+const sessions = new SessionStore<SamObject, Snapshot>();
+
 // ---------- messages ----------
 
 function showMessage(text: string, level: "info" | "warn" | "error", kind = ""): void {
@@ -188,8 +198,14 @@ function errorText(e: unknown): { kind: string; message: string; fatal: boolean 
   return { kind: "other", message: String(e), fatal: false };
 }
 
-async function reportError(e: unknown, context: string): Promise<void> {
-  const { kind, message, fatal } = errorText(e);
+/**
+ * Shows an error of `context` (and `suffix`, e.g. what still works); after a fatal one (the worker's wasm
+ * module trapped, or the worker died) restarts the worker and reloads the model (recoverWorker).
+ */
+async function reportError(e: unknown, context: string, suffix = ""): Promise<void> {
+  if (isSuperseded(e)) return; // a call to a worker that a restart replaced
+  const { kind, message } = errorText(e);
+  const fatal = isFatal(e);
   if (kind === "aborted") {
     showMessage(`${context}: cancelled.`, "info", "aborted");
     return;
@@ -211,21 +227,59 @@ async function reportError(e: unknown, context: string): Promise<void> {
     default:
       text = `${context} failed: ${message}`;
   }
-  showMessage(text, "error", kind);
-  if (fatal) await restartWorker();
+  showMessage(suffix ? `${text} ${suffix}` : text, "error", kind);
+  if (fatal) recoverWorker(text);
 }
 
-/** After a trap the wasm module is unusable: start a fresh worker (the model must be loaded again). */
-async function restartWorker(): Promise<void> {
-  const old = state.client;
-  state.client = null;
-  state.modelState = "none";
-  state.modelInfo = null;
-  state.embeddedToken = -1;
-  if (state.imageState === "ready" || state.imageState === "embedding") state.imageState = "waiting-for-model";
-  void old?.dispose();
-  await startClient();
-  updateStatus();
+const restarts = new RestartLimiter();
+let recovering = false;
+/** A fatal error met while recovering (by the new worker): recover once more afterwards. */
+let recoverAgain: string | null = null;
+
+/**
+ * The one recovery path after a fatal error (whichever call met it): a fresh worker, the last model that
+ * loaded loaded again, and the current image embedded again, without user action. The objects live in
+ * the page and are kept. A call during a recovery runs one more after it; more than 3 in 2 minutes stop
+ * and ask for a reload.
+ */
+function recoverWorker(why: string): void {
+  if (recovering) {
+    recoverAgain = why;
+    return;
+  }
+  recovering = true;
+  void (async () => {
+    const old = state.client;
+    state.client = null;
+    state.modelState = "none";
+    state.modelInfo = null;
+    state.embeddedToken = -1;
+    state.generating?.abort();
+    if (state.imageState === "ready" || state.imageState === "embedding") state.imageState = "waiting-for-model";
+    clearHover();
+    updateStatus();
+    void old?.dispose();
+    if (!restarts.allow()) {
+      showMessage(`${why} The model keeps failing; reload the page (your objects are lost on reload: export them first).`, "error", "crash-loop");
+      return;
+    }
+    try {
+      await startClient();
+    } catch (e) {
+      showMessage(`${why} Could not restart the model worker: ${errorText(e).message}`, "error", "worker");
+      return;
+    }
+    const source = state.modelSource;
+    if (!source) return;
+    showMessage(`${why} Restarting the model…`, "warn", "recovering");
+    if (await loadModel(source, true)) showMessage(`${why} The model was restarted and loaded again; your objects are kept.`, "warn", "recovered");
+  })().finally(() => {
+    recovering = false;
+    const again = recoverAgain;
+    recoverAgain = null;
+    if (again) recoverWorker(again);
+    updateStatus();
+  });
 }
 
 // ---------- the client ----------
@@ -283,14 +337,20 @@ async function getClient(): Promise<SamClient> {
 
 // ---------- model ----------
 
-async function loadModel(source: File | string): Promise<void> {
-  const client = await getClient();
+/**
+ * Loads a checkpoint (after a restart: `recovering`, messages kept). A failure keeps the previous model,
+ * which the worker frees only once the new one is built, so the page goes on with it and says so.
+ * Resolves to whether the new model loaded; never rejects.
+ */
+async function loadModel(source: File | string, recovering = false): Promise<boolean> {
   const backend = ui.backend.value as BackendChoice;
+  const previous = state.modelState === "ready" ? { info: state.modelInfo, embedded: state.embeddedToken, image: state.imageState } : null;
   state.modelState = "loading";
   state.modelInfo = null;
   state.embeddedToken = -1;
   if (state.imageState === "ready") state.imageState = "waiting-for-model";
-  clearMessage();
+  if (!recovering) clearMessage();
+  let loaded = false;
   clearHover();
   ui.modelInfo.textContent = "";
   ui.modelProgressRow.hidden = false;
@@ -300,6 +360,7 @@ async function loadModel(source: File | string): Promise<void> {
   const name = typeof source === "string" ? source : source.name;
   setBusy(`loading ${name.split("/").pop() ?? name}…`);
   try {
+    const client = await getClient();
     let info: ModelInfo;
     if (typeof source === "string") {
       state.downloading = new AbortController();
@@ -311,21 +372,33 @@ async function loadModel(source: File | string): Promise<void> {
     }
     state.modelInfo = info;
     state.modelState = "ready";
+    state.modelSource = source;
+    loaded = true;
     state.timings.downloadMs = info.downloadMs;
     state.timings.buildMs = info.buildMs;
     const from = typeof source === "string" ? (info.fromCache ? ", from Cache Storage" : `, downloaded in ${fmtMs(info.downloadMs)}`) : "";
     ui.modelInfo.textContent = `${info.modelType}, ${fmtBytes(info.bytes)}${from}; built in ${fmtMs(info.buildMs)}. ${info.backendInfo}`;
     ui.modelProgressRow.hidden = true;
   } catch (e) {
-    state.modelState = "error";
     ui.modelProgressRow.hidden = true;
-    await reportError(e, "Loading the model");
+    if (previous?.info && !isFatal(e) && !isSuperseded(e) && state.client) {
+      // The worker still holds the previous model and its image's embedding.
+      state.modelState = "ready";
+      state.modelInfo = previous.info;
+      state.embeddedToken = previous.embedded;
+      if (previous.embedded === state.imageToken && previous.image === "ready") state.imageState = "ready";
+      await reportError(e, "Loading the model", `The previous model (${previous.info.modelType}, ${previous.info.backend}) is still loaded and usable.`);
+    } else {
+      state.modelState = "error";
+      await reportError(e, "Loading the model");
+    }
   } finally {
     state.downloading = null;
     setBusy(null);
     updateStatus();
   }
   if (state.modelState === "ready") await embedCurrentImage();
+  return loaded;
 }
 
 // ---------- image ----------
@@ -354,7 +427,14 @@ async function setImageFromBlob(blob: Blob, name: string): Promise<void> {
     updateStatus();
     return;
   }
-  showImage(img, name);
+  try {
+    showImage(img, name);
+  } catch (e) {
+    state.imageState = "error";
+    showMessage(`Could not show ${name}: ${errorText(e).message}`, "error", "bad-image");
+    updateStatus();
+    return;
+  }
   await embedCurrentImage();
 }
 
@@ -371,9 +451,27 @@ async function setImageFromUrl(url: string): Promise<void> {
   }
 }
 
+/** The current image's work as a session (sessions.ts). */
+function currentSession(): Session<SamObject, Snapshot> {
+  return {
+    objects: state.objects,
+    undo: state.undo,
+    redo: state.redo,
+    selectedId: state.selectedId,
+    nextObjectId: state.nextObjectId,
+    dirty: state.dirty,
+    name: state.imageName,
+  };
+}
+
+/** Shows an image; the previous image's objects and history are kept, and this image's come back. */
 function showImage(img: ImageData, name: string, displayOnly = false): void {
+  const key = imageKey(img);
+  if (state.image) sessions.save(state.imageKey, currentSession());
+  const session = sessions.take(key) ?? emptySession<SamObject, Snapshot>(name);
   state.image = img;
   state.imageName = name;
+  state.imageKey = key;
   state.imageToken++;
   state.imageInfo = null;
   state.imageState = displayOnly ? "display-only" : "waiting-for-model";
@@ -382,11 +480,14 @@ function showImage(img: ImageData, name: string, displayOnly = false): void {
     c.height = img.height;
   }
   ctx2d(ui.imageCanvas).putImageData(img, 0, 0);
-  state.objects = [];
-  state.undo = [];
-  state.redo = [];
-  state.selectedId = -1;
-  state.nextObjectId = 1;
+  state.objects = session.objects;
+  state.undo = session.undo;
+  state.redo = session.redo;
+  state.selectedId = session.selectedId;
+  state.nextObjectId = session.nextObjectId;
+  state.dirty = session.dirty;
+  if (session.objects.length > 0)
+    showMessage(`${name}: ${session.objects.length} object${session.objects.length === 1 ? "" : "s"} from before restored (undo history too).`, "info", "session-restored");
   ui.stageHint.hidden = true;
   ui.imageInfo.textContent = `${name}: ${img.width}×${img.height}`;
   for (const b of ui.samples.querySelectorAll("button")) b.classList.toggle("active", b.dataset.name === name);
@@ -414,8 +515,10 @@ async function embedCurrentImage(): Promise<void> {
     state.embeddedToken = token;
     state.imageState = "ready";
     state.timings.embedMs = info.embedMs;
+    // Prompts whose prediction was dropped (the image changed, or the worker restarted) are predicted now.
+    for (const o of state.objects) if (o.source === "prompt" && !o.mask && (o.points.length > 0 || o.box)) void predictObject(o);
   } catch (e) {
-    if (token !== state.imageToken) return;
+    if (token !== state.imageToken || isSuperseded(e)) return;
     state.imageState = "error";
     await reportError(e, "Embedding the image");
   } finally {
@@ -471,6 +574,7 @@ function snapshot(): Snapshot {
 
 /** Records the state before a change (for undo). */
 function pushHistory(): void {
+  state.dirty = true;
   state.undo.push(snapshot());
   // Each step keeps its masks alive (a few MB for a large image): keep the last 40.
   if (state.undo.length > 40) state.undo.shift();
@@ -478,6 +582,7 @@ function pushHistory(): void {
 }
 
 function restore(s: Snapshot): void {
+  state.dirty = true;
   state.objects = s.objects.map(cloneObject);
   state.selectedId = s.selectedId;
   state.nextObjectId = s.nextObjectId;
@@ -653,8 +758,9 @@ function runHover(): void {
       const mask = r.masks[r.best];
       if (mask) drawHover(mask, base?.color ?? colorFor(state.nextObjectId - 1));
     },
-    () => {
-      // A hover error is not worth a message; the click will report it.
+    (e: unknown) => {
+      // A hover error is not worth a message (the click will report it), but a dead worker is restarted.
+      if (isFatal(e)) void reportError(e, "Hover preview");
     },
   );
 }
@@ -813,11 +919,36 @@ function setBusy(text: string | null): void {
   ui.busyText.textContent = text ?? "";
 }
 
+/** Why the CPU runs, for the badge: the worker's reason, and how to force a software WebGPU adapter. */
+function badgeReason(m: ModelInfo): string {
+  if (m.backend !== "cpu" || !m.backendReason) return "";
+  // "auto" skipped a software adapter, which "webgpu" would use.
+  const force = /software/.test(m.backendReason) ? "; use ?backend=webgpu to force it" : "";
+  return `${m.backendReason}${force}`;
+}
+
+function renderBadge(m: ModelInfo | null): void {
+  const b = ui.backendBadge;
+  if (!m) {
+    b.textContent = state.modelState === "loading" ? "loading…" : "no model";
+    b.title = "backend";
+  } else {
+    const why = badgeReason(m);
+    const label = document.createElement("span");
+    label.textContent = m.backend === "webgpu" ? "WebGPU" : "CPU";
+    const reason = document.createElement("span");
+    reason.className = "why";
+    reason.textContent = why ? ` (${why})` : "";
+    b.replaceChildren(label, reason);
+    b.title = m.backendInfo;
+  }
+  b.className = `badge ${m?.backend ?? ""}`;
+  b.dataset.backend = m?.backend ?? "";
+}
+
 function updateStatus(): void {
   const m = state.modelInfo;
-  ui.backendBadge.textContent = m ? (m.backend === "webgpu" ? "WebGPU" : "CPU") : state.modelState === "loading" ? "loading…" : "no model";
-  ui.backendBadge.className = `badge ${m?.backend ?? ""}`;
-  ui.backendBadge.dataset.backend = m?.backend ?? "";
+  renderBadge(m);
   ui.modelType.textContent = m ? m.modelType : "";
   ui.embedTime.textContent = state.imageInfo ? `embedding ${fmtMs(state.imageInfo.embedMs)}` : state.imageState === "embedding" ? "embedding…" : "";
   ui.decodeTime.textContent = state.timings.decodeMs > 0 ? `decode ${fmtMs(state.timings.decodeMs)}` : "";
@@ -1021,6 +1152,15 @@ async function canvasBlob(c: HTMLCanvasElement): Promise<Blob> {
   return new Promise((resolve, reject) => c.toBlob((b) => (b ? resolve(b) : reject(new Error("toBlob failed"))), "image/png"));
 }
 
+/** Runs an export, turning its failure (e.g. `toBlob` giving nothing for a huge canvas) into a message. */
+async function guardExport(what: string, run: () => Promise<void>): Promise<void> {
+  try {
+    await run();
+  } catch (e) {
+    await reportError(e, `Export of the ${what}`);
+  }
+}
+
 async function exportCutout(): Promise<void> {
   const o = selected();
   if (!o?.mask || !state.image) return;
@@ -1081,6 +1221,7 @@ async function exportJson(): Promise<void> {
     const json = await buildSa1b();
     state.lastSa1bJson = json;
     download(new Blob([json], { type: "application/json" }), `${baseName()}-sa1b.json`);
+    state.dirty = false;
   } catch (e) {
     await reportError(e, "Export");
   }
@@ -1108,7 +1249,8 @@ async function loadSa1bJson(file: File): Promise<void> {
     addAnnotations(decoded.file, decoded.masks, "file");
     showMessage(`Loaded ${decoded.masks.length} annotations from ${file.name}.`, "info", "loaded-json");
   } catch (e) {
-    showMessage(`${file.name} is not a valid SA-1B / COCO RLE JSON: ${errorText(e).message}`, "error", "bad-json");
+    if (isFatal(e) || isSuperseded(e)) await reportError(e, `Reading ${file.name}`);
+    else showMessage(`${file.name} is not a valid SA-1B / COCO RLE JSON: ${errorText(e).message}`, "error", "bad-json");
   }
 }
 
@@ -1152,8 +1294,8 @@ ui.clear.addEventListener("click", () => {
 ui.hoverToggle.addEventListener("change", () => clearHover());
 ui.everything.addEventListener("click", () => void runEverything());
 ui.cancelEverything.addEventListener("click", () => state.generating?.abort());
-ui.exportCutout.addEventListener("click", () => void exportCutout());
-ui.exportMasks.addEventListener("click", () => void exportMasks());
+ui.exportCutout.addEventListener("click", () => void guardExport("cut-out", exportCutout));
+ui.exportMasks.addEventListener("click", () => void guardExport("masks", exportMasks));
 ui.exportJson.addEventListener("click", () => void exportJson());
 ui.loadJson.addEventListener("change", () => {
   const f = ui.loadJson.files?.[0];
@@ -1237,6 +1379,27 @@ for (const name of SAMPLES) {
   ui.samples.append(b);
 }
 
+// ---------- no lost work ----------
+
+/** Names of the images whose objects changed since their last SA-1B JSON export. */
+function unexportedImages(): string[] {
+  const here = state.dirty && state.objects.length > 0 ? [state.imageName] : [];
+  return [...here, ...sessions.unexported()];
+}
+
+window.addEventListener("beforeunload", (ev) => {
+  if (unexportedImages().length === 0) return;
+  // Browsers show their own text; this asks them to confirm leaving.
+  ev.preventDefault();
+  ev.returnValue = "";
+});
+
+// A last resort: no promise of the page fails silently.
+window.addEventListener("unhandledrejection", (ev) => {
+  ev.preventDefault();
+  void reportError(ev.reason, "An operation");
+});
+
 // ---------- test / debug hook ----------
 
 /** window.__sam: a test and debug hook (not an API): state, masks and exports of the page. */
@@ -1245,6 +1408,8 @@ interface SamDebugHook {
     model: ModelState;
     image: ImageState;
     backend: string | null;
+    /** Why that backend runs (ModelInfo.backendReason). */
+    backendReason: string | null;
     modelType: string | null;
     /** Whether the weights came from Cache Storage (URL loads). */
     fromCache: boolean;
@@ -1257,6 +1422,8 @@ interface SamDebugHook {
     selectedId: number;
     width: number;
     height: number;
+    /** Images with objects not exported since they changed (what beforeunload warns about). */
+    unexported: string[];
     message: { level: string; kind: string; text: string } | null;
     timings: typeof state.timings;
   };
@@ -1293,6 +1460,7 @@ const hook: SamDebugHook = {
     model: state.modelState,
     image: state.imageState,
     backend: state.modelInfo?.backend ?? null,
+    backendReason: state.modelInfo?.backendReason ?? null,
     modelType: state.modelInfo?.modelType ?? null,
     fromCache: state.modelInfo?.fromCache ?? false,
     webgpuAvailable: state.client?.webgpuAvailable ?? false,
@@ -1304,6 +1472,7 @@ const hook: SamDebugHook = {
     selectedId: state.selectedId,
     width: state.image?.width ?? 0,
     height: state.image?.height ?? 0,
+    unexported: unexportedImages(),
     message: ui.message.hidden
       ? null
       : { level: ui.message.dataset.level ?? "", kind: ui.message.dataset.kind ?? "", text: ui.message.textContent ?? "" },

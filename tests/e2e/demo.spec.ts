@@ -534,7 +534,7 @@ test("without WebGPU: 'auto' falls back to the CPU with a message, 'webgpu' expl
     expect(s.backend).toBe("cpu");
     await expect(page.locator("#message")).toHaveAttribute("data-kind", "webgpu-missing");
     await expect(page.locator("#message")).toContainText("CPU");
-    await expect(page.locator("#backend-badge")).toHaveText("CPU");
+    await expect(page.locator("#backend-badge")).toHaveText("CPU (no WebGPU adapter)");
     record("no-webgpu/auto-message", await page.locator("#message").textContent());
     await page.screenshot({ path: join(artifacts, "no-webgpu-auto.png") });
 
