@@ -34,6 +34,7 @@ for target in plain/src/main.js vite/src/main.js webpack/src/index.js; do
 done
 
 rc=0
+rm -rf tests/consumers/artifacts
 npx playwright test -c tests/consumers/playwright.config.ts "$@" || rc=$?
 echo "consumers: $( [ $rc = 0 ] && echo passed || echo FAILED ) in $(( $(date +%s) - start )) s"
 exit $rc

@@ -36,6 +36,8 @@ if [ -f package.json ]; then
   # The WebGPU cases of the e2e suite take ~8 min on SwiftShader; CI covers WebGPU parity
   # with scripts/test-wasm.sh, and runs the demo's worker path here on the CPU backend.
   SAM_WASM_PROFILE=dev SAM_E2E_SKIP_WEBGPU="${SAM_E2E_SKIP_WEBGPU:-1}" bash scripts/e2e.sh
+  echo "== consumer apps: the npm pack tarball in a plain page, Vite (dev, build), webpack 5 (~1.5-2.5 min)"
+  bash scripts/consumers.sh
   # After the e2e build: the types of the wasm module come from crates/sam-wasm/pkg.
   echo "== TypeScript type check"
   npm run --silent typecheck

@@ -7,7 +7,7 @@
 // Run with scripts/consumers.sh, which packs and installs the package first.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { expect, test, type Page } from "@playwright/test";
@@ -38,8 +38,8 @@ interface ConsumerResult {
 
 let assets: StaticServer | null = null;
 let query = "";
-/** SHA-256 of each app's masks, to check that every app got the same bytes. */
-const hashes = new Map<string, string>();
+/** SHA-256 of each app's masks, one file each (a failed test restarts Playwright's worker process). */
+const hashDir = join(artifacts, "mask-sha256");
 const timings: Record<string, number> = {};
 
 function argmax(a: ArrayLike<number>): number {
@@ -63,7 +63,14 @@ test.beforeAll(() => {
 test.afterAll(async () => {
   await assets?.close();
   console.log(`[measure] consumers: ${JSON.stringify(timings)}`);
-  writeFileSync(join(artifacts, "measurements.json"), JSON.stringify(timings, null, 2));
+  const file = join(artifacts, "measurements.json");
+  let old: Record<string, number> = {};
+  try {
+    old = JSON.parse(readFileSync(file, "utf8")) as Record<string, number>;
+  } catch {
+    // the first test process of this run
+  }
+  writeFileSync(file, JSON.stringify({ ...old, ...timings }, null, 2));
 });
 
 /** Serves `root` at / and the reference files at /__ref/ and /__test/. */
@@ -122,7 +129,8 @@ function check(name: string, r: ConsumerResult): void {
   expect(cmp.clearDiff, `pixels differing where the reference logit is not within ${atol} of 0`).toBe(0);
   const hash = createHash("sha256");
   for (const m of r.masks) hash.update(Buffer.from(m, "base64"));
-  hashes.set(name, hash.digest("hex"));
+  mkdirSync(hashDir, { recursive: true });
+  writeFileSync(join(hashDir, name), hash.digest("hex"));
 }
 
 function build(dir: string, bin: string, args: string[], name: string): void {
@@ -160,8 +168,8 @@ test("Vite dev server", async ({ page }) => {
     await new Promise<void>((ok, fail) => {
       const timer = setTimeout(() => fail(new Error(`vite did not start:\n${log}`)), 60_000);
       const read = (d: Buffer): void => {
-        log += d.toString();
-        if (log.includes(`:${port}`)) {
+        log += d.toString().replace(/\x1b\[[0-9;]*m/g, "");
+        if (log.includes(`:${port}/`)) {
           clearTimeout(timer);
           ok();
         }
@@ -204,6 +212,7 @@ test("webpack 5 production build", async ({ page }) => {
 });
 
 test("every app got the same masks", () => {
+  const hashes = new Map(readdirSync(hashDir).map((n) => [n, readFileSync(join(hashDir, n), "utf8")]));
   console.log(`[measure] mask hashes: ${JSON.stringify(Object.fromEntries(hashes))}`);
   expect([...hashes.keys()].sort()).toEqual(["plain", "vite build", "vite dev", "webpack"]);
   expect(new Set(hashes.values()).size).toBe(1);
