@@ -32,7 +32,7 @@ await build({
   logLevel: "info",
 });
 // The wasm-bindgen glue loads the module from `new URL("sam_wasm_bg.wasm", import.meta.url)`: next to
-// worker.js. Bundlers that follow that pattern (Vite, webpack 5, Parcel) emit the .wasm from it.
+// worker.js. Bundlers that follow that pattern (Vite 8, webpack 5) emit the .wasm from it.
 const worker = readFileSync(join(dist, "worker.js"), "utf8");
 if (!/new URL\(["']sam_wasm_bg\.wasm["'], import\.meta\.url\)/.test(worker)) {
   console.error("dist/worker.js does not load the wasm module through new URL(\"sam_wasm_bg.wasm\", import.meta.url): bundlers would not find it");

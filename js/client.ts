@@ -89,7 +89,7 @@ export class SamClient {
     let worker: Worker;
     if (options.worker) worker = options.worker();
     else if (options.workerUrl !== undefined) worker = new Worker(options.workerUrl, { type: "module", name: "sam-browser" });
-    // Written out literally, in this form only: Vite (dev and build), webpack 5 and Parcel recognise it,
+    // Written out literally, in this form only: Vite 8 (dev and build) and webpack 5 recognise it (tests/consumers),
     // bundle dist/worker.js as a worker and emit the .wasm it refers to; a plain page finds both next
     // to index.js. Do not build the URL from a variable: no bundler would see the worker then.
     else worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "sam-browser" });

@@ -181,7 +181,7 @@ export interface SamEvents {
 
 /**
  * Where the worker and the wasm module come from. Omit all of them in a plain page and in the bundlers
- * that follow `new Worker(new URL("./worker.js", import.meta.url))` (Vite, webpack 5, Parcel): the worker
+ * that follow `new Worker(new URL("./worker.js", import.meta.url))` (Vite 8, webpack 5): the worker
  * is `worker.js` next to the package's `index.js`, and the module `sam_wasm_bg.wasm` next to the worker.
  */
 export interface SamClientOptions {
