@@ -1,17 +1,51 @@
 // Reads the reference kit (shared/reference): safetensors tensors, the manifest, test images as PNG,
 // and COCO RLE strings. Used by the end-to-end tests to compare the page's masks with the official outputs.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PNG } from "pngjs";
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
-/** $SAM_REFERENCE_DIR, else ../shared/reference beside the clone, else /work/shared/reference. */
+/** The kit's manifests, `<tag>_manifest.json`: their tags, sorted. */
+function manifestTags(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((f) => f.endsWith("_manifest.json"))
+    .map((f) => f.slice(0, -"_manifest.json".length))
+    .sort();
+}
+
+/** $SAM_REFERENCE_DIR, else ../shared/reference beside the clone, else /work/shared/reference: the first holding a manifest. */
 export function referenceDir(): string {
   const candidates = [process.env.SAM_REFERENCE_DIR, join(repoRoot, "../shared/reference"), "/work/shared/reference"];
-  for (const c of candidates) if (c && existsSync(join(c, "tiny_seed0_manifest.json"))) return resolve(c);
+  for (const c of candidates) if (c && manifestTags(c).length > 0) return resolve(c);
   throw new Error(`reference kit not found (tried ${candidates.filter(Boolean).join(", ")}); set SAM_REFERENCE_DIR`);
+}
+
+/** The tags used when $SAM_REFERENCE_TAGS is unset and the kit holds no manifest. */
+export const DEFAULT_TAGS = "tiny_seed0,mobile_sam_seed0";
+
+/**
+ * The kit's tags, any seed (as sam-core's tests/common/mod.rs reads them): $SAM_REFERENCE_TAGS
+ * (comma-separated), else every `<tag>_manifest.json` of the kit, else DEFAULT_TAGS.
+ */
+export function referenceTags(dir: string): string[] {
+  const env = process.env.SAM_REFERENCE_TAGS;
+  if (env !== undefined) return env.split(",").map((t) => t.trim()).filter((t) => t.length > 0);
+  const found = manifestTags(dir);
+  return found.length > 0 ? found : DEFAULT_TAGS.split(",");
+}
+
+/** The tag of referenceTags(dir) whose manifest's `config` is `config` (e.g. "tiny_seed0" for "tiny"). */
+export function tagFor(dir: string, config: "tiny" | "mobile_sam"): string {
+  const tags = referenceTags(dir);
+  for (const tag of tags) {
+    const m = manifest(dir, tag);
+    if (m.tag !== tag) throw new Error(`${tag}_manifest.json says its tag is ${m.tag}`);
+    if (m.config === config) return tag;
+  }
+  throw new Error(`no ${config} tag among the reference tags ${tags.join(", ")} (SAM_REFERENCE_TAGS)`);
 }
 
 export interface TensorInfo {
@@ -77,6 +111,15 @@ export function rgbTensorToPng(st: SafeTensors, name: string): { png: Buffer; wi
   return { png: PNG.sync.write(png), width: w, height: h };
 }
 
+/** Statistics of a case's reference logits: `n_ambiguous_1e2` counts the pixels whose logit is within 1e-2 of 0. */
+export interface LogitStats {
+  frac_positive: number;
+  mean_abs: number;
+  max_abs: number;
+  n_ambiguous_1e3: number;
+  n_ambiguous_1e2: number;
+}
+
 export interface PredictorCase {
   name: string;
   image: string;
@@ -87,6 +130,7 @@ export interface PredictorCase {
     multimask_output: boolean;
   };
   outputs: { masks: string; iou_predictions: string; low_res_masks: string };
+  full_res_logit_stats: LogitStats;
 }
 
 export interface AmgCase {
@@ -98,12 +142,15 @@ export interface AmgCase {
 }
 
 export interface Manifest {
+  tag: string;
+  config: string;
+  images: Record<string, { orig_size: [number, number]; input_size: [number, number] }>;
   predictor_cases: PredictorCase[];
   amg_cases: AmgCase[];
-  tolerances: { suggested: { full_res_logits_atol: number; iou_atol: number } };
+  tolerances: { suggested: { embedding_atol: number; low_res_logits_atol: number; full_res_logits_atol: number; iou_atol: number } };
 }
 
-export function manifest(dir: string, tag = "tiny_seed0"): Manifest {
+export function manifest(dir: string, tag: string): Manifest {
   return JSON.parse(readFileSync(join(dir, `${tag}_manifest.json`), "utf8")) as Manifest;
 }
 
