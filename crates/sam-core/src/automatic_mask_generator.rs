@@ -58,6 +58,23 @@ const PACK_BITS: usize = 16;
 /// image embeddings).
 pub const MAX_CROP_LAYERS: usize = 8;
 
+/// The most points per side of the AMG grid: 1024, one per pixel of the model input (the
+/// official default is 32; the grid has `n^2` points). Enforced by [`AmgOptions::validate`].
+pub const MAX_POINTS_PER_SIDE: usize = 1024;
+
+/// The most points decoded in one batch: 1024 (the official default is 64; every point
+/// holds three 256x256 low-res masks and a full-resolution upscaled copy). Enforced by
+/// [`AmgOptions::validate`].
+pub const MAX_POINTS_PER_BATCH: usize = 1024;
+
+/// The largest `crop_n_points_downscale_factor`: 1024 (any larger factor gives the same
+/// one-point grids). Enforced by [`AmgOptions::validate`].
+pub const MAX_POINTS_DOWNSCALE_FACTOR: usize = 1024;
+
+/// The most points in all explicit `point_grids` together: 2^20 (1024^2, the largest
+/// `points_per_side` grid). Enforced by [`AmgOptions::validate`].
+pub const MAX_GRID_POINTS: usize = 1 << 20;
+
 /// The form of each mask in the output (official `output_mode`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum OutputMode {
@@ -164,11 +181,33 @@ impl AmgOptions {
             (Some(_), Some(_)) | (None, None) => {
                 return bad("give exactly one of points_per_side and point_grids".into());
             }
-            (Some(0), None) => return bad("points_per_side must be at least 1".into()),
+            (Some(n), None) if !(1..=MAX_POINTS_PER_SIDE).contains(&n) => {
+                return bad(format!(
+                    "points_per_side {n} must be in 1..={MAX_POINTS_PER_SIDE}"
+                ));
+            }
             _ => {}
         }
-        if self.points_per_batch == 0 {
-            return bad("points_per_batch must be at least 1".into());
+        if !(1..=MAX_POINTS_PER_BATCH).contains(&self.points_per_batch) {
+            return bad(format!(
+                "points_per_batch {} must be in 1..={MAX_POINTS_PER_BATCH}",
+                self.points_per_batch
+            ));
+        }
+        if self.crop_n_points_downscale_factor > MAX_POINTS_DOWNSCALE_FACTOR {
+            return bad(format!(
+                "crop_n_points_downscale_factor {} is above the maximum of \
+                 {MAX_POINTS_DOWNSCALE_FACTOR}",
+                self.crop_n_points_downscale_factor
+            ));
+        }
+        if let Some(grids) = &self.point_grids {
+            let total = grids.iter().try_fold(0usize, |a, g| a.checked_add(g.len()));
+            if total.is_none_or(|n| n > MAX_GRID_POINTS) {
+                return bad(format!(
+                    "the point grids hold more than {MAX_GRID_POINTS} points in all"
+                ));
+            }
         }
         if self.crop_n_layers > MAX_CROP_LAYERS {
             return bad(format!(
@@ -314,9 +353,7 @@ impl MaskSegmentation {
                 Ok(Rle::encode(mask, size[0], size[1]))
             }
             MaskSegmentation::UncompressedRle(r) => Ok(r.clone()),
-            MaskSegmentation::CocoRle(c) => c
-                .to_rle()
-                .map_err(|e| SamError::Input(format!("COCO RLE: {e}"))),
+            MaskSegmentation::CocoRle(c) => Ok(c.to_rle()?),
         }
     }
 
@@ -324,10 +361,7 @@ impl MaskSegmentation {
     pub fn to_mask(&self) -> Result<Vec<bool>> {
         match self {
             MaskSegmentation::BinaryMask { mask, .. } => Ok(mask.clone()),
-            other => other
-                .to_rle()?
-                .decode()
-                .map_err(|e| SamError::Input(format!("RLE: {e}"))),
+            other => Ok(other.to_rle()?.decode()?),
         }
     }
 
@@ -479,9 +513,7 @@ impl<'a> SamAutomaticMaskGenerator<'a> {
     {
         let o = &self.options;
         o.validate()?;
-        image
-            .validate()
-            .map_err(|e| SamError::Input(e.to_string()))?;
+        image.validate()?;
         let (h, w) = (image.height, image.width);
         if let Some(e) = embedding
             && e.original_size != (h, w)
@@ -568,10 +600,7 @@ impl<'a> SamAutomaticMaskGenerator<'a> {
         let segmentation = match self.options.output_mode {
             OutputMode::BinaryMask => MaskSegmentation::BinaryMask {
                 size: [h, w],
-                mask: c
-                    .rle
-                    .decode()
-                    .map_err(|e| SamError::Backend(format!("decoding a mask: {e}")))?,
+                mask: c.rle.decode()?,
             },
             OutputMode::UncompressedRle => MaskSegmentation::UncompressedRle(c.rle.clone()),
             OutputMode::CocoRle => MaskSegmentation::CocoRle(c.rle.to_coco()),
@@ -808,7 +837,7 @@ fn crop_image(image: &RgbImage, crop_box: [usize; 4]) -> Result<RgbImage> {
         let row = (y * image.width + x0) * 3;
         data.extend_from_slice(&image.data[row..row + (x1 - x0) * 3]);
     }
-    RgbImage::new(x1 - x0, y1 - y0, data).map_err(|e| SamError::Input(e.to_string()))
+    Ok(RgbImage::new(x1 - x0, y1 - y0, data)?)
 }
 
 #[cfg(test)]

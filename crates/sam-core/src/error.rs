@@ -3,6 +3,9 @@
 
 use crate::checkpoint::CheckpointError;
 use crate::npy::NpyError;
+use crate::preprocess::ImageError;
+use crate::rle::RleError;
+use crate::sa1b::Sa1bError;
 
 /// Any error sam-core returns.
 #[derive(Debug, thiserror::Error)]
@@ -13,6 +16,15 @@ pub enum SamError {
     /// An embedding file could not be read.
     #[error("embedding file: {0}")]
     Npy(#[from] NpyError),
+    /// A run-length encoded mask is malformed or too large.
+    #[error("RLE mask: {0}")]
+    Rle(#[from] RleError),
+    /// An SA-1B / AMG annotation file could not be read.
+    #[error("annotation file: {0}")]
+    Sa1b(#[from] Sa1bError),
+    /// An image is empty, too large or its pixel buffer does not match its size.
+    #[error("image: {0}")]
+    Image(#[from] ImageError),
     /// The named model type does not match the checkpoint, or the checkpoint is of no known type.
     #[error("model type: {0}")]
     ModelType(String),

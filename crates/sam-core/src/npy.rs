@@ -54,6 +54,13 @@ pub struct NpyArray {
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 /// numpy's `ARRAY_ALIGN`.
 const ARRAY_ALIGN: usize = 64;
+/// The longest header read, in bytes: 64 KiB (numpy writes about 128 bytes and itself
+/// refuses headers over 10,000 bytes unless told otherwise). A longer header is
+/// [`NpyError::BadHeader`]. Enforced by [`read_npy_f32`].
+pub const MAX_HEADER_BYTES: usize = 64 << 10;
+/// The most dimensions a shape may have: 64 (numpy 2's `NPY_MAXDIMS`). Enforced by
+/// [`read_npy_f32`]. The element count is bounded by the file's size, which must hold them.
+pub const MAX_DIMS: usize = 64;
 /// numpy's `GROWTH_AXIS_MAX_DIGITS`.
 const GROWTH_AXIS_MAX_DIGITS: usize = 21;
 
@@ -105,6 +112,11 @@ pub fn read_npy_f32(bytes: &[u8]) -> Result<NpyArray, NpyError> {
         let n = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
         usize::try_from(n).map_err(|_| NpyError::BadHeader("header length overflow".into()))?
     };
+    if header_len > MAX_HEADER_BYTES {
+        return Err(NpyError::BadHeader(format!(
+            "header of {header_len} bytes is over the limit of {MAX_HEADER_BYTES}"
+        )));
+    }
     let data_start = prefix
         .checked_add(header_len)
         .ok_or_else(|| NpyError::BadHeader("header length overflow".into()))?;
@@ -132,6 +144,12 @@ pub fn read_npy_f32(bytes: &[u8]) -> Result<NpyArray, NpyError> {
     };
     if fortran {
         return Err(NpyError::FortranOrder);
+    }
+    if shape.len() > MAX_DIMS {
+        return Err(NpyError::BadHeader(format!(
+            "{} dimensions, over the limit of {MAX_DIMS}",
+            shape.len()
+        )));
     }
     let count = shape
         .iter()

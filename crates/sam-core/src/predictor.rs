@@ -21,7 +21,7 @@ use crate::modeling::prompt_encoder::{
 };
 use crate::modeling::transformer::ImageKeys;
 use crate::npy;
-use crate::preprocess::{self, IMG_SIZE, RgbImage};
+use crate::preprocess::{self, IMG_SIZE, ImageError, MAX_IMAGE_PIXELS, RgbImage};
 
 /// Side of the low-res masks the decoder outputs and takes back as `mask_input`.
 pub const LOW_RES_SIZE: usize = 256;
@@ -52,11 +52,21 @@ impl ImageEmbedding {
     }
 
     /// An embedding from `.npy` bytes (as written by [`ImageEmbedding::to_npy`] or numpy) for an
-    /// image of `original_size` (height, width), which the file does not record.
+    /// image of `original_size` (height, width), which the file does not record. The size is
+    /// held to [`MAX_IMAGE_PIXELS`] like `set_image`'s images ([`SamError::Image`]); the file
+    /// to the limits of [`npy::read_npy_f32`].
     pub fn from_npy(bytes: &[u8], original_size: (usize, usize), device: &Device) -> Result<Self> {
         let (h, w) = original_size;
         if h == 0 || w == 0 {
             return Err(SamError::Input(format!("image size {h}x{w} is empty")));
+        }
+        // The masks of every prediction are this large: the limit of `set_image`'s images.
+        if h.checked_mul(w).is_none_or(|n| n > MAX_IMAGE_PIXELS) {
+            return Err(SamError::Image(ImageError::TooLarge {
+                width: w,
+                height: h,
+                max: MAX_IMAGE_PIXELS,
+            }));
         }
         let array = npy::read_npy_f32(bytes)?;
         if array.shape != [1, 256, 64, 64] {
@@ -154,9 +164,7 @@ pub struct OnnxOutputs {
 impl Sam {
     /// The official `set_image`: preprocesses an RGB image of any size and embeds it.
     pub fn set_image(&self, image: &RgbImage) -> Result<ImageEmbedding> {
-        image
-            .validate()
-            .map_err(|e| SamError::Input(e.to_string()))?;
+        image.validate()?;
         let (chw, input_size) = preprocess::preprocess(image);
         let input = Tensor::<4>::from_data(
             TensorData::new(chw, [1, 3, IMG_SIZE, IMG_SIZE]),

@@ -7,6 +7,13 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The largest mask an RLE may describe, in pixels (`h * w`): the crate's
+/// [`MAX_IMAGE_PIXELS`](crate::preprocess::MAX_IMAGE_PIXELS), 2^28, since a mask is as large as
+/// the image it covers. A larger `size` is [`RleError::TooLarge`] before anything is
+/// allocated. Enforced by [`Rle::validate`] (so by [`Rle::decode`], [`Rle::iou`]) and
+/// [`Rle::from_string_compressed`].
+pub const MAX_MASK_PIXELS: usize = crate::preprocess::MAX_IMAGE_PIXELS;
+
 /// Column-major run detection over a row-major mask (no per-pixel closure
 /// call, which keeps debug builds fast).
 macro_rules! encode_runs {
@@ -86,9 +93,17 @@ pub enum RleError {
     /// Two RLEs of different mask sizes were combined.
     #[error("RLE sizes differ: {a:?} vs {b:?}")]
     SizeMismatch { a: [usize; 2], b: [usize; 2] },
-    /// `h * w` does not fit in memory indices on this platform.
-    #[error("mask size {h}x{w} is too large to decode")]
+    /// `h * w` is over [`MAX_MASK_PIXELS`] (or overflows).
+    #[error("mask size {h}x{w} is too large: over the limit of {MAX_MASK_PIXELS} pixels")]
     TooLarge { h: usize, w: usize },
+    /// More runs than an `h x w` mask can have (`h * w + 1`).
+    #[error("{len} RLE counts for a {h}x{w} mask, which has at most {max} runs")]
+    TooManyCounts {
+        len: usize,
+        h: usize,
+        w: usize,
+        max: usize,
+    },
 }
 
 impl Rle {
@@ -119,11 +134,28 @@ impl Rle {
         self.size[1]
     }
 
-    /// Checks that the counts sum to `h * w`.
+    /// The number of pixels of an `h x w` mask, when it is within [`MAX_MASK_PIXELS`].
+    pub fn checked_pixels([h, w]: [usize; 2]) -> Result<usize, RleError> {
+        h.checked_mul(w)
+            .filter(|&n| n <= MAX_MASK_PIXELS)
+            .ok_or(RleError::TooLarge { h, w })
+    }
+
+    /// Checks that the mask is at most [`MAX_MASK_PIXELS`], that there are at most
+    /// `h * w + 1` counts and that they sum to `h * w`.
     pub fn validate(&self) -> Result<(), RleError> {
-        let sum: u64 = self.counts.iter().map(|&c| u64::from(c)).sum();
         let [h, w] = self.size;
-        let expected = (h as u64).saturating_mul(w as u64);
+        let pixels = Self::checked_pixels(self.size)?;
+        if self.counts.len() > pixels + 1 {
+            return Err(RleError::TooManyCounts {
+                len: self.counts.len(),
+                h,
+                w,
+                max: pixels + 1,
+            });
+        }
+        let sum: u64 = self.counts.iter().map(|&c| u64::from(c)).sum();
+        let expected = pixels as u64;
         if sum != expected {
             return Err(RleError::CountsSumMismatch {
                 sum,
@@ -139,8 +171,7 @@ impl Rle {
     pub fn decode(&self) -> Result<Vec<bool>, RleError> {
         self.validate()?;
         let [h, w] = self.size;
-        let n = h.checked_mul(w).ok_or(RleError::TooLarge { h, w })?;
-        let mut out = vec![false; n];
+        let mut out = vec![false; h * w];
         // current column-major position as (y, x)
         let (mut y, mut x) = (0usize, 0usize);
         let mut val = false;
@@ -257,7 +288,10 @@ impl Rle {
     /// mask exactly.
     pub fn from_string_compressed(s: &str, size: [usize; 2]) -> Result<Rle, RleError> {
         let bytes = s.as_bytes();
-        let mut counts: Vec<u32> = Vec::with_capacity(bytes.len());
+        let max = Self::checked_pixels(size)? + 1;
+        let [h, w] = size;
+        // Every value takes at least one character.
+        let mut counts: Vec<u32> = Vec::with_capacity(bytes.len().min(max));
         let mut p = 0usize;
         while p < bytes.len() {
             let start = p;
@@ -288,6 +322,14 @@ impl Rle {
                 }
             }
             let m = counts.len();
+            if m == max {
+                return Err(RleError::TooManyCounts {
+                    len: m + 1,
+                    h,
+                    w,
+                    max,
+                });
+            }
             if m > 2 {
                 x += i64::from(counts[m - 2]);
             }

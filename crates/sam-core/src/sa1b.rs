@@ -12,7 +12,17 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
-use crate::rle::{CocoRle, Rle, RleError};
+use crate::rle::{CocoRle, MAX_MASK_PIXELS, Rle, RleError};
+
+/// The largest annotation JSON read, in bytes: 256 MiB (an SA-1B image's file is a few MB;
+/// the official AMG's uncompressed-RLE output for a large image some tens of MB). Enforced by
+/// [`parse_sa1b`] and [`parse_annotations`] before parsing.
+pub const MAX_JSON_BYTES: usize = 256 << 20;
+
+/// The most annotations one file may hold: 100,000 (SA-1B images average 100 masks; the
+/// AMG with several crop layers gives a few thousand). Enforced by [`parse_sa1b`] and
+/// [`parse_annotations`] while parsing.
+pub const MAX_ANNOTATIONS: usize = 100_000;
 
 /// Errors reading SA-1B / AMG annotation JSON.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +41,12 @@ pub enum Sa1bError {
     /// A segmentation that is not a well-formed RLE.
     #[error("malformed segmentation: {0}")]
     BadRle(#[from] RleError),
+    /// The JSON text is over [`MAX_JSON_BYTES`].
+    #[error("annotation JSON of {bytes} bytes is over the limit of {max} bytes")]
+    JsonTooLarge { bytes: usize, max: usize },
+    /// The file holds more than [`MAX_ANNOTATIONS`] annotations.
+    #[error("more than {max} annotations")]
+    TooManyAnnotations { max: usize },
     /// The segmentation carries no pixel data (binary-mask descriptor).
     #[error("segmentation is a binary-mask descriptor (sum + sha256) without pixel data")]
     NoPixelData,
@@ -175,6 +191,14 @@ impl<'de> Deserialize<'de> for Counts {
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Counts, A::Error> {
                 let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
                 while let Some(c) = seq.next_element::<u32>()? {
+                    // No mask within the limit has more runs (`Rle::validate` checks the
+                    // exact bound once the size is known).
+                    if out.len() > MAX_MASK_PIXELS {
+                        return Err(de::Error::custom(format!(
+                            "more than {} RLE counts",
+                            MAX_MASK_PIXELS + 1
+                        )));
+                    }
                     out.push(c);
                 }
                 Ok(Counts::List(out))
@@ -309,13 +333,16 @@ pub struct Sa1bFile {
     pub notes: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<serde_json::Value>,
+    /// At most [`MAX_ANNOTATIONS`] when parsed.
+    #[serde(deserialize_with = "de_annotations")]
     pub annotations: Vec<Annotation>,
 }
 
 /// Parses an SA-1B file (`{"image": .., "annotations": [..]}`) and checks
 /// that every RLE is well formed.
 pub fn parse_sa1b(json: &str) -> Result<Sa1bFile, Sa1bError> {
-    let file: Sa1bFile = serde_json::from_str(json)?;
+    check_json_len(json)?;
+    let file: Sa1bFile = serde_json::from_str(json).map_err(too_many)?;
     validate_all(&file.annotations)?;
     Ok(file)
 }
@@ -323,13 +350,73 @@ pub fn parse_sa1b(json: &str) -> Result<Sa1bFile, Sa1bError> {
 /// Parses annotations from either an SA-1B file or a bare JSON list of
 /// annotation records (as `json.dump(generator.generate(img))` writes).
 pub fn parse_annotations(json: &str) -> Result<Vec<Annotation>, Sa1bError> {
+    check_json_len(json)?;
     let anns = if json.trim_start().starts_with('[') {
-        serde_json::from_str::<Vec<Annotation>>(json)?
+        serde_json::from_str::<Annotations>(json)
+            .map_err(too_many)?
+            .0
     } else {
-        serde_json::from_str::<Sa1bFile>(json)?.annotations
+        serde_json::from_str::<Sa1bFile>(json)
+            .map_err(too_many)?
+            .annotations
     };
     validate_all(&anns)?;
     Ok(anns)
+}
+
+fn check_json_len(json: &str) -> Result<(), Sa1bError> {
+    if json.len() > MAX_JSON_BYTES {
+        return Err(Sa1bError::JsonTooLarge {
+            bytes: json.len(),
+            max: MAX_JSON_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// The message [`Annotations`] fails with past [`MAX_ANNOTATIONS`].
+const TOO_MANY_ANNOTATIONS: &str = "too many annotations";
+
+/// [`Sa1bError::TooManyAnnotations`] for the parse error [`Annotations`] raises, any other
+/// error as [`Sa1bError::Json`].
+fn too_many(e: serde_json::Error) -> Sa1bError {
+    if e.to_string().starts_with(TOO_MANY_ANNOTATIONS) {
+        Sa1bError::TooManyAnnotations {
+            max: MAX_ANNOTATIONS,
+        }
+    } else {
+        Sa1bError::Json(e)
+    }
+}
+
+/// A list of at most [`MAX_ANNOTATIONS`] annotations (failing while parsing past it).
+struct Annotations(Vec<Annotation>);
+
+impl<'de> Deserialize<'de> for Annotations {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Annotations;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of annotation records")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Annotations, A::Error> {
+                let mut out = Vec::new();
+                while let Some(a) = seq.next_element::<Annotation>()? {
+                    if out.len() == MAX_ANNOTATIONS {
+                        return Err(de::Error::custom(TOO_MANY_ANNOTATIONS));
+                    }
+                    out.push(a);
+                }
+                Ok(Annotations(out))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+fn de_annotations<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Annotation>, D::Error> {
+    Annotations::deserialize(d).map(|a| a.0)
 }
 
 fn validate_all(anns: &[Annotation]) -> Result<(), Sa1bError> {

@@ -14,12 +14,17 @@ pub fn js_error(message: &str, name: Option<&str>) -> JsValue {
 
 /// The JS error for a sam-core error. A cancelled run is an `AbortError` named "cancelled",
 /// like a fetch aborted through an `AbortSignal`; the other kinds keep sam-core's messages
-/// (which name the file problem, the bad prompt field or the backend failure).
+/// (which name the file problem, the bad prompt field or the backend failure), named after
+/// their kind where it has one (`CheckpointError`, `PromptError`, `RleError`, `Sa1bError`,
+/// `ImageError`, `OutOfMemoryError`).
 pub fn sam_error(e: SamError) -> JsValue {
     match e {
         SamError::Cancelled => js_error("cancelled", Some("AbortError")),
         SamError::Checkpoint(e) => js_error(&format!("checkpoint: {e}"), Some("CheckpointError")),
         SamError::Prompt(_) => js_error(&e.to_string(), Some("PromptError")),
+        SamError::Rle(_) => js_error(&e.to_string(), Some("RleError")),
+        SamError::Sa1b(_) => js_error(&e.to_string(), Some("Sa1bError")),
+        SamError::Image(_) => js_error(&e.to_string(), Some("ImageError")),
         SamError::Backend(ref m) if looks_out_of_memory(m) => js_error(
             &format!(
                 "out of memory: {e} (try a smaller model such as mobile_sam, or the CPU backend)"

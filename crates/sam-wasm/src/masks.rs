@@ -1,11 +1,12 @@
 //! Mask helpers for pages: COCO RLE strings and SA-1B files, all from `sam_core::rle` and
 //! `sam_core::sa1b` (one implementation of the format for Rust and JS).
 
+use sam_core::SamError;
 use sam_core::rle::Rle;
 use sam_core::sa1b::{self, ImageInfo, Sa1bFile, Segmentation};
 use wasm_bindgen::prelude::*;
 
-use crate::error::{js_error, type_error};
+use crate::error::{sam_error, type_error};
 
 fn check_size(len: usize, height: usize, width: usize) -> Result<(), JsValue> {
     if height.checked_mul(width) != Some(len) {
@@ -25,21 +26,24 @@ pub fn encode_coco_rle(mask: &[u8], height: usize, width: usize) -> Result<Strin
     Ok(Rle::encode_u8(mask, height, width).to_string_compressed())
 }
 
-/// The row-major 0/1 bytes (`height * width`) of a COCO RLE counts string.
+/// The row-major 0/1 bytes (`height * width`) of a COCO RLE counts string. A malformed string,
+/// or a mask over `sam_core::rle::MAX_MASK_PIXELS`, throws an `Error` named `RleError`
+/// (before anything is allocated).
 #[wasm_bindgen(js_name = decodeCocoRle)]
 pub fn decode_coco_rle(counts: &str, height: usize, width: usize) -> Result<Vec<u8>, JsValue> {
     let rle = Rle::from_string_compressed(counts, [height, width])
-        .map_err(|e| js_error(&format!("malformed COCO RLE: {e}"), None))?;
-    rle.decode_u8()
-        .map_err(|e| js_error(&format!("malformed COCO RLE: {e}"), None))
+        .map_err(|e| sam_error(SamError::Rle(e)))?;
+    rle.decode_u8().map_err(|e| sam_error(SamError::Rle(e)))
 }
 
 /// Checks an SA-1B file (`{"image": .., "annotations": [..]}`) or a bare list of annotation
 /// records and returns it as an SA-1B JSON string with compressed RLE counts. Malformed JSON
-/// or RLE throws an `Error` saying where.
+/// or RLE throws an `Error` named `Sa1bError` saying where; a file over
+/// `sam_core::sa1b::MAX_JSON_BYTES` or `MAX_ANNOTATIONS`, or a mask over
+/// `sam_core::rle::MAX_MASK_PIXELS`, is refused before its masks are decoded.
 #[wasm_bindgen(js_name = normalizeSa1b)]
 pub fn normalize_sa1b(json: &str) -> Result<String, JsValue> {
-    let bad = |e: sa1b::Sa1bError| js_error(&format!("not an SA-1B annotation file: {e}"), None);
+    let bad = |e: sa1b::Sa1bError| sam_error(SamError::Sa1b(e));
     let mut file = if json.trim_start().starts_with('[') {
         let annotations = sa1b::parse_annotations(json).map_err(bad)?;
         let [height, width] = annotations

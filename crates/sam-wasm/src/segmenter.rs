@@ -16,8 +16,9 @@ use crate::convert;
 use crate::error::{js_error, sam_error, type_error};
 use crate::source::JsBytes;
 
-/// The largest image accepted, in pixels (a 16384x16384 image; the RGB copy alone is 768 MiB).
-pub const MAX_IMAGE_PIXELS: usize = 1 << 28;
+/// The largest image accepted, in pixels: sam-core's limit (a 16384x16384 image), for
+/// `setImage` and `importEmbedding` alike.
+pub use sam_core::preprocess::MAX_IMAGE_PIXELS;
 
 /// The image being segmented: its embedding and, when set from pixels, the pixels (the
 /// automatic mask generator crops them).
@@ -156,8 +157,8 @@ impl Segmenter {
                 rgba.len()
             )));
         }
-        let image = RgbImage::from_rgba(width, height, &rgba)
-            .map_err(|e| sam_error(SamError::Input(e.to_string())))?;
+        let image =
+            RgbImage::from_rgba(width, height, &rgba).map_err(|e| sam_error(SamError::Image(e)))?;
         drop(rgba);
         let embedding = self.sam.set_image(&image).map_err(sam_error)?;
         // Wait for the device to finish (one value read back), so the promise resolves when
@@ -279,7 +280,8 @@ impl Segmenter {
     }
 
     /// Sets the current image from an embedding (`.npy` bytes) of a `width x height` image.
-    /// `predict` works at once; `generate` needs the pixels (`setImage`).
+    /// `predict` works at once; `generate` needs the pixels (`setImage`). The size is held to
+    /// `MAX_IMAGE_PIXELS` like `setImage`'s (an `ImageError`).
     #[wasm_bindgen(js_name = importEmbedding)]
     pub fn import_embedding(&self, npy: &[u8], width: usize, height: usize) -> Result<(), JsValue> {
         let embedding =

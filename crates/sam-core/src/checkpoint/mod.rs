@@ -195,6 +195,20 @@ type Result<T, E = CheckpointError> = std::result::Result<T, E>;
 /// How many bytes at the start of the data are read to detect the format.
 const SNIFF_BYTES: u64 = 1024;
 
+/// The most elements one tensor read may return: 2^28 (1 GiB as f32; SAM's largest tensor,
+/// ViT-H's MLP weight, has 6.6 M). A checkpoint may declare larger tensors (or views that
+/// repeat one value with stride 0), but reading one is a [`CheckpointError::Corrupt`]
+/// naming it, before anything is allocated or decompressed. Enforced by
+/// [`Checkpoint::read_f32`] and [`Checkpoint::read_i64`].
+pub const MAX_TENSOR_ELEMENTS: usize = 1 << 28;
+
+/// The highest compression ratio a DEFLATE zip entry may declare (uncompressed size over
+/// compressed size): DEFLATE cannot exceed about 1032:1, so an entry claiming more is
+/// corrupt or a decompression bomb. A deflated entry is, besides, only ever inflated up to
+/// the bytes the tensor read needs (at most [`MAX_TENSOR_ELEMENTS`] elements), never to its
+/// declared size. Enforced when a `.pth` is opened.
+pub const MAX_DEFLATE_RATIO: u64 = 1032;
+
 /// An index of the tensors in a checkpoint, borrowing its bytes or its [`ByteSource`].
 ///
 /// Not `Send`/`Sync`: the source may be a single-threaded object (a JavaScript buffer).
@@ -423,6 +437,18 @@ impl<'a> Checkpoint<'a> {
                 Ok((bytes, offset))
             }
             StorageLoc::Zipped { entry, name, size } => {
+                // Only the bytes the view reaches are inflated (the pth index checked that
+                // they lie inside the declared size).
+                let needed = storage_extent(&info.shape, &info.strides, info.offset)
+                    .and_then(|extent| extent.checked_mul(info.dtype.size_in_bytes()))
+                    .filter(|&n| n <= *size)
+                    .ok_or_else(|| {
+                        CheckpointError::Corrupt(format!(
+                            "tensor '{key}' (shape {:?}, strides {:?}, offset {}) reaches past \
+                             the end of its {size} bytes of storage",
+                            info.shape, info.strides, info.offset
+                        ))
+                    })?;
                 let mut zip = self.zip.clone().ok_or_else(|| {
                     CheckpointError::Corrupt(format!("no zip archive for tensor '{key}'"))
                 })?;
@@ -435,12 +461,12 @@ impl<'a> Checkpoint<'a> {
                     )),
                 })?;
                 let mut out = Vec::new();
-                out.try_reserve_exact((*size).min(1 << 26)).map_err(|_| {
+                out.try_reserve_exact(needed).map_err(|_| {
                     CheckpointError::Corrupt(format!(
-                        "zip entry '{name}' of tensor '{key}' is too large ({size} bytes)"
+                        "zip entry '{name}' of tensor '{key}' is too large ({needed} bytes)"
                     ))
                 })?;
-                file.take(*size as u64 + 1)
+                file.take(needed as u64)
                     .read_to_end(&mut out)
                     .map_err(|e| {
                         if SourceFailure::is(&e) {
@@ -453,7 +479,7 @@ impl<'a> Checkpoint<'a> {
                             ))
                         }
                     })?;
-                if out.len() != *size {
+                if out.len() != needed {
                     return Err(CheckpointError::Corrupt(format!(
                         "zip entry '{name}' of tensor '{key}' holds {} bytes, expected {size}",
                         out.len()
@@ -465,6 +491,16 @@ impl<'a> Checkpoint<'a> {
     }
 
     fn gather<T>(&self, key: &str, info: &TensorInfo, convert: fn(&[u8]) -> T) -> Result<Vec<T>> {
+        match info.shape.iter().try_fold(1usize, |a, &n| a.checked_mul(n)) {
+            Some(n) if n <= MAX_TENSOR_ELEMENTS => {}
+            _ => {
+                return Err(CheckpointError::Corrupt(format!(
+                    "tensor '{key}' (shape {:?}) is too large: over the limit of \
+                     {MAX_TENSOR_ELEMENTS} elements",
+                    info.shape
+                )));
+            }
+        }
         let (storage, offset) = self.storage_bytes(key, info)?;
         gather_bytes(
             &storage,

@@ -18,6 +18,8 @@ const MAX_CALL_DEPTH: usize = 16;
 /// Most container items copied while interpreting calls (bounds the time a hostile pickle
 /// that copies one large container many times can take).
 const MAX_WORK: usize = 1 << 24;
+/// Most memo entries (a vit_h state dict's pickle uses a few thousand).
+const MAX_MEMO: usize = 1 << 20;
 
 /// A storage referenced by a persistent id `('storage', torch.XStorage, key, location, numel)`.
 #[derive(Debug)]
@@ -292,6 +294,9 @@ impl<'d> Vm<'d> {
 
     fn memo_put(&mut self, idx: usize) -> PResult<()> {
         let v = self.top()?.clone();
+        if self.memo.len() >= MAX_MEMO && !self.memo.contains_key(&idx) {
+            return self.err("too many memo entries");
+        }
         self.memo.insert(idx, v);
         Ok(())
     }

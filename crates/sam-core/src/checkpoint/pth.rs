@@ -11,7 +11,9 @@ use zip::{CompressionMethod, ZipArchive};
 
 use super::pickle::{self, PickleError, TensorRef, Value};
 use super::source::{SourceFailure, SourceReader, Src};
-use super::{CheckpointError, Result, StorageLoc, TensorInfo, io_error, storage_extent};
+use super::{
+    CheckpointError, MAX_DEFLATE_RATIO, Result, StorageLoc, TensorInfo, io_error, storage_extent,
+};
 
 /// Largest `data.pkl` accepted (a vit_h state dict pickle is well under 1 MiB).
 const MAX_PICKLE_BYTES: u64 = 256 << 20;
@@ -218,6 +220,20 @@ fn locate_storage(
                     "the data of tensor '{key}' ({name}) ends past the end of the file"
                 ))),
             }
+        }
+        CompressionMethod::Deflated
+            if file.size()
+                > file
+                    .compressed_size()
+                    .saturating_mul(MAX_DEFLATE_RATIO)
+                    .saturating_add(64) =>
+        {
+            Err(CheckpointError::Corrupt(format!(
+                "{name} claims {} bytes from {} compressed bytes, more than DEFLATE can \
+                 give (a decompression bomb?)",
+                file.size(),
+                file.compressed_size()
+            )))
         }
         CompressionMethod::Deflated => Ok((
             StorageLoc::Zipped {

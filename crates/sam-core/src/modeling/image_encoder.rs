@@ -12,6 +12,7 @@ use super::common::{
 };
 use crate::checkpoint::Checkpoint;
 use crate::error::{Result, SamError};
+use crate::preprocess::IMG_SIZE;
 use crate::weights::{KeyShapes, WeightLoader};
 
 /// Hyper-parameters of [`ImageEncoderViT`] (the official constructor's arguments).
@@ -57,56 +58,107 @@ impl ViTConfig {
 
     /// Reads the configuration off the checkpoint's shapes: width from the patch embedding,
     /// depth from the block count, head dim and window size from the rel-pos tables.
-    /// `ckpt` keys are read under `prefix` (e.g. `image_encoder.`).
+    /// `ckpt` keys are read under `prefix` (e.g. `image_encoder.`). Every shape read is
+    /// checked (rank, non-zero sizes, consistency between blocks) and the result goes through
+    /// [`ViTConfig::validate`]: a checkpoint whose encoder this code cannot run is a
+    /// [`SamError::ModelType`], never a panic later.
     pub fn detect(ckpt: &Checkpoint, prefix: &str) -> Result<Self> {
         let w = KeyShapes { ckpt, prefix };
-        let bad = |what: &str| SamError::ModelType(format!("not a SAM ViT image encoder: {what}"));
-        let pe = w
-            .shape("patch_embed.proj.weight")
-            .ok_or_else(|| bad("no patch_embed.proj.weight"))?;
-        let pos = w.shape("pos_embed").ok_or_else(|| bad("no pos_embed"))?;
-        let (embed_dim, patch_size) = match (pe.as_slice(), pos.as_slice()) {
-            ([e, 3, p, _], [1, _, _, _]) => (*e, *p),
-            _ => return Err(bad("unexpected patch_embed/pos_embed shapes")),
+        let bad =
+            |what: String| SamError::ModelType(format!("not a SAM ViT image encoder: {what}"));
+        let shape = |name: &str| w.shape(name).ok_or_else(|| bad(format!("no {name}")));
+        let pe = shape("patch_embed.proj.weight")?;
+        let pos = shape("pos_embed")?;
+        let (embed_dim, patch_size, grid) = match (pe.as_slice(), pos.as_slice()) {
+            (&[e, 3, p, q], &[1, g, g2, e2]) if p == q && g == g2 && e == e2 && e > 0 && p > 0 => {
+                (e, p, g)
+            }
+            _ => {
+                return Err(bad(format!(
+                    "patch_embed.proj.weight {pe:?} and pos_embed {pos:?} are not \
+                     [C, 3, P, P] and [1, G, G, C] with C, P > 0"
+                )));
+            }
         };
-        let img_size = pos[1] * patch_size;
-        let grid = img_size / patch_size;
+        let img_size = grid
+            .checked_mul(patch_size)
+            .ok_or_else(|| bad(format!("image size {grid} x {patch_size} overflows")))?;
         let mut depth = 0;
         while w.contains(&format!("blocks.{depth}.norm1.weight")) {
             depth += 1;
-        }
-        if depth == 0 {
-            return Err(bad("no blocks"));
-        }
-        let mut window_size = 0;
-        let mut global = Vec::new();
-        let mut head_dim = 0;
-        for i in 0..depth {
-            let rp = w
-                .shape(&format!("blocks.{i}.attn.rel_pos_h"))
-                .ok_or_else(|| bad("no rel_pos tables (use_rel_pos=False is not supported)"))?;
-            let [len, hd] = rp[..] else {
-                return Err(bad("rel_pos_h is not 2-D"));
-            };
-            head_dim = hd;
-            if len == 2 * grid - 1 {
-                global.push(i);
-            } else {
-                window_size = len.div_ceil(2);
+            if depth > MAX_ENCODER_DEPTH {
+                return Err(bad(format!("more than {MAX_ENCODER_DEPTH} blocks")));
             }
         }
-        let out_chans = w
-            .shape("neck.0.weight")
-            .map(|s| s[0])
-            .ok_or_else(|| bad("no neck"))?;
-        let mlp_dim = w
-            .shape("blocks.0.mlp.lin1.weight")
-            .map(|s| s[0])
-            .ok_or_else(|| bad("no mlp"))?;
-        if head_dim == 0 || embed_dim % head_dim != 0 || mlp_dim % embed_dim != 0 {
-            return Err(bad("inconsistent widths"));
+        if depth == 0 {
+            return Err(bad("no blocks".into()));
         }
-        Ok(Self {
+        // A table of length `2 * grid - 1` is a global block's; the others are windowed.
+        let global_len = (2 * grid).saturating_sub(1);
+        let mut window_size = None;
+        let mut global = Vec::new();
+        let mut head_dim = None;
+        for i in 0..depth {
+            let name = format!("blocks.{i}.attn.rel_pos_h");
+            let rp = w
+                .shape(&name)
+                .ok_or_else(|| bad(format!("no {name} (use_rel_pos=False is not supported)")))?;
+            let &[len, hd] = rp.as_slice() else {
+                return Err(bad(format!(
+                    "{name} has shape {rp:?}, not [2 * size - 1, head_dim]"
+                )));
+            };
+            let rp_w = shape(&format!("blocks.{i}.attn.rel_pos_w"))?;
+            if rp_w != rp {
+                return Err(bad(format!(
+                    "blocks.{i}: rel_pos_w {rp_w:?} differs from rel_pos_h {rp:?}"
+                )));
+            }
+            if len == 0 || len % 2 == 0 || hd == 0 {
+                return Err(bad(format!(
+                    "{name} has shape {rp:?}: its length must be odd (2 * size - 1), its head dim > 0"
+                )));
+            }
+            if *head_dim.get_or_insert(hd) != hd {
+                return Err(bad(format!(
+                    "blocks.{i}: head dim {hd} differs from block 0's"
+                )));
+            }
+            if len == global_len {
+                global.push(i);
+            } else {
+                let ws = len.div_ceil(2);
+                if *window_size.get_or_insert(ws) != ws {
+                    return Err(bad(format!(
+                        "blocks.{i}: window size {ws} differs from an earlier block's"
+                    )));
+                }
+            }
+        }
+        let head_dim = head_dim.unwrap_or(0);
+        let out_chans = match shape("neck.0.weight")?.as_slice() {
+            &[o, c, 1, 1] if c == embed_dim => o,
+            s => {
+                return Err(bad(format!(
+                    "neck.0.weight has shape {s:?}, not [out_chans, {embed_dim}, 1, 1]"
+                )));
+            }
+        };
+        let mlp_dim = match shape("blocks.0.mlp.lin1.weight")?.as_slice() {
+            &[m, c] if c == embed_dim => m,
+            s => {
+                return Err(bad(format!(
+                    "blocks.0.mlp.lin1.weight has shape {s:?}, not [mlp_dim, {embed_dim}]"
+                )));
+            }
+        };
+        if !embed_dim.is_multiple_of(head_dim) || mlp_dim == 0 || !mlp_dim.is_multiple_of(embed_dim)
+        {
+            return Err(bad(format!(
+                "inconsistent widths: embed_dim {embed_dim}, head dim {head_dim}, mlp_dim {mlp_dim}"
+            )));
+        }
+        let config = Self {
             img_size,
             patch_size,
             embed_dim,
@@ -114,11 +166,80 @@ impl ViTConfig {
             num_heads: embed_dim / head_dim,
             mlp_ratio: mlp_dim / embed_dim,
             out_chans,
-            window_size,
+            // Every block global: unused, any positive value runs.
+            window_size: window_size.unwrap_or(grid),
             global_attn_indexes: global,
-        })
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks that the configuration is one this encoder runs and whose output the rest of
+    /// SAM takes: a [`IMG_SIZE`]-pixel input cut into a [`EMBED_GRID`] x [`EMBED_GRID`]
+    /// grid, [`EMBED_CHANNELS`] output channels (the prompt encoder's and mask decoder's
+    /// width), positive widths with heads dividing the width, a positive window, global
+    /// block indexes inside the depth, and at most [`MAX_ENCODER_DEPTH`] blocks of at most
+    /// [`MAX_ENCODER_WIDTH`] channels (MLP at most [`MAX_MLP_RATIO`] times wider).
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: String| {
+            SamError::ModelType(format!("unsupported ViT image encoder {self:?}: {what}"))
+        };
+        if self.img_size != IMG_SIZE {
+            return Err(bad(format!(
+                "image size {}, SAM takes {IMG_SIZE}",
+                self.img_size
+            )));
+        }
+        if self.patch_size == 0
+            || self.img_size / self.patch_size != EMBED_GRID
+            || !self.img_size.is_multiple_of(self.patch_size)
+        {
+            return Err(bad(format!(
+                "patch size {} does not give SAM's {EMBED_GRID}x{EMBED_GRID} embedding grid",
+                self.patch_size
+            )));
+        }
+        if self.out_chans != EMBED_CHANNELS {
+            return Err(bad(format!(
+                "{} output channels, SAM's prompt encoder and mask decoder take {EMBED_CHANNELS}",
+                self.out_chans
+            )));
+        }
+        if self.embed_dim == 0 || self.embed_dim > MAX_ENCODER_WIDTH {
+            return Err(bad(format!("width must be in 1..={MAX_ENCODER_WIDTH}")));
+        }
+        if self.num_heads == 0 || !self.embed_dim.is_multiple_of(self.num_heads) {
+            return Err(bad("the heads must divide the width".into()));
+        }
+        if self.mlp_ratio == 0 || self.mlp_ratio > MAX_MLP_RATIO {
+            return Err(bad(format!("MLP ratio must be in 1..={MAX_MLP_RATIO}")));
+        }
+        if self.depth == 0 || self.depth > MAX_ENCODER_DEPTH {
+            return Err(bad(format!("depth must be in 1..={MAX_ENCODER_DEPTH}")));
+        }
+        if self.window_size == 0 || self.window_size > EMBED_GRID {
+            return Err(bad(format!("window size must be in 1..={EMBED_GRID}")));
+        }
+        if self.global_attn_indexes.iter().any(|&i| i >= self.depth) {
+            return Err(bad("a global attention index is past the last block".into()));
+        }
+        Ok(())
     }
 }
+
+/// Side of SAM's image embedding grid (`[1, 256, 64, 64]`): the ViT's `img_size / patch_size`.
+pub const EMBED_GRID: usize = 64;
+/// Channels of SAM's image embedding: the neck's `out_chans`, which the prompt encoder and
+/// the mask decoder are built for.
+pub const EMBED_CHANNELS: usize = 256;
+/// The most transformer blocks a ViT image encoder may have (SAM's largest, ViT-H, has 32).
+/// Enforced by [`ViTConfig::detect`] and [`ViTConfig::validate`].
+pub const MAX_ENCODER_DEPTH: usize = 128;
+/// The widest ViT image encoder accepted, in channels (ViT-H is 1280 wide). Enforced by
+/// [`ViTConfig::validate`].
+pub const MAX_ENCODER_WIDTH: usize = 8192;
+/// The largest MLP ratio accepted (SAM's is 4). Enforced by [`ViTConfig::validate`].
+pub const MAX_MLP_RATIO: usize = 16;
 
 /// The official `ImageEncoderViT`.
 #[derive(Clone, Debug)]
@@ -137,6 +258,7 @@ pub struct ImageEncoderViT {
 impl ImageEncoderViT {
     /// Loads from `image_encoder.*` keys.
     pub fn new(w: &WeightLoader, c: &ViTConfig) -> Result<Self> {
+        c.validate()?;
         let grid = c.img_size / c.patch_size;
         let patch_embed = Conv2d::new(
             &w.pb("patch_embed").pb("proj"),
@@ -272,7 +394,10 @@ impl Attention {
     fn new(w: &WeightLoader, dim: usize, num_heads: usize, size: usize) -> Result<Self> {
         let head_dim = dim / num_heads;
         let table = |name: &str| -> Result<Tensor<3>> {
-            let len = w.shape(name).map(|s| s[0]).unwrap_or(2 * size - 1);
+            let len = w
+                .shape(name)
+                .and_then(|s| s.first().copied())
+                .unwrap_or(2 * size - 1);
             let rel_pos = w.tensor(name, [len, head_dim])?;
             Ok(get_rel_pos(size, size, rel_pos))
         };

@@ -11,7 +11,10 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::common::{Conv2d, Conv2dSpec, LayerNorm, LayerNorm2d, Linear, gelu};
-use super::image_encoder::{window_partition, window_unpartition};
+use super::image_encoder::{
+    EMBED_CHANNELS, EMBED_GRID, MAX_ENCODER_DEPTH, MAX_ENCODER_WIDTH, MAX_MLP_RATIO,
+    window_partition, window_unpartition,
+};
 #[cfg(feature = "flex")]
 use super::{
     common::{host_values, on_host},
@@ -19,14 +22,20 @@ use super::{
 };
 use crate::checkpoint::Checkpoint;
 use crate::error::{Result, SamError};
+use crate::preprocess::IMG_SIZE;
 use crate::weights::{KeyShapes, WeightLoader};
 
 /// `BatchNorm2d` eps (the torch default, used by every `Conv2d_BN`).
 const BN_EPS: f64 = 1e-5;
 /// `nn.LayerNorm` eps inside the TinyViT blocks (the torch default).
 const LN_EPS: f64 = 1e-5;
-/// Side of the image embedding grid the neck works on (the official `view(B, 64, 64, C)`).
-const EMBED_GRID: usize = 64;
+/// The widest attention window accepted, in tokens per side (MobileSAM's are 7 and 14). A
+/// window of `ws` tokens makes an index table of `ws^4` entries, so this bounds it (1 Mi).
+/// Enforced by [`TinyViTConfig::validate`].
+pub const MAX_TINY_VIT_WINDOW: usize = 32;
+/// The largest `local_conv_size` accepted (MobileSAM's is 3). Enforced by
+/// [`TinyViTConfig::validate`].
+pub const MAX_LOCAL_CONV_SIZE: usize = 31;
 
 /// Hyper-parameters of [`TinyViT`] (the official constructor's arguments).
 #[derive(Clone, Debug, PartialEq)]
@@ -119,7 +128,7 @@ impl TinyViTConfig {
             let heads = dim(&biases, 0)?;
             let offsets = dim(&biases, 1)?;
             let ws = (offsets as f64).sqrt().round() as usize;
-            if ws == 0 || ws * ws != offsets {
+            if ws == 0 || ws.checked_mul(ws) != Some(offsets) {
                 return Err(bad(format!(
                     "{biases}: {offsets} offsets is not a square window"
                 )));
@@ -182,21 +191,51 @@ impl TinyViTConfig {
                 "needs at least two stages, each with a depth, heads and window".into(),
             ));
         }
+        if self.img_size != IMG_SIZE {
+            return Err(bad(format!(
+                "image size {}, SAM takes {IMG_SIZE}",
+                self.img_size
+            )));
+        }
+        if self.out_chans != EMBED_CHANNELS {
+            return Err(bad(format!(
+                "{} output channels, SAM's prompt encoder and mask decoder take {EMBED_CHANNELS}",
+                self.out_chans
+            )));
+        }
         if self.embed_dims.contains(&0) || !self.embed_dims[0].is_multiple_of(2) {
             return Err(bad("widths must be positive, the first even".into()));
         }
-        if self.mlp_ratio == 0
-            || self.mbconv_expand_ratio == 0
-            || self.local_conv_size.is_multiple_of(2)
+        if self.embed_dims.iter().any(|&d| d > MAX_ENCODER_WIDTH) {
+            return Err(bad(format!("widths must be at most {MAX_ENCODER_WIDTH}")));
+        }
+        if self.depths.contains(&0)
+            || self
+                .depths
+                .iter()
+                .try_fold(0usize, |a, &d| a.checked_add(d))
+                > Some(MAX_ENCODER_DEPTH)
         {
-            return Err(bad("ratios must be positive and local_conv_size odd".into()));
+            return Err(bad(format!(
+                "every stage needs a block, and all stages at most {MAX_ENCODER_DEPTH} together"
+            )));
+        }
+        if !(1..=MAX_MLP_RATIO).contains(&self.mlp_ratio)
+            || !(1..=MAX_MLP_RATIO).contains(&self.mbconv_expand_ratio)
+            || self.local_conv_size.is_multiple_of(2)
+            || self.local_conv_size > MAX_LOCAL_CONV_SIZE
+        {
+            return Err(bad(format!(
+                "ratios must be in 1..={MAX_MLP_RATIO}, local_conv_size odd and at most \
+                 {MAX_LOCAL_CONV_SIZE}"
+            )));
         }
         for i in 1..n {
-            let (d, h) = (self.embed_dims[i], self.num_heads[i]);
-            if h == 0 || d % h != 0 || self.window_sizes[i] == 0 {
+            let (d, h, ws) = (self.embed_dims[i], self.num_heads[i], self.window_sizes[i]);
+            if h == 0 || d % h != 0 || ws == 0 || ws > MAX_TINY_VIT_WINDOW {
                 return Err(bad(format!(
-                    "stage {i}: {h} heads, window {}",
-                    self.window_sizes[i]
+                    "stage {i}: {h} heads for width {d}, window {ws} (heads must divide the \
+                     width; the window must be in 1..={MAX_TINY_VIT_WINDOW})"
                 )));
             }
         }
