@@ -251,13 +251,24 @@ proptest! {
     }
 
     #[test]
-    fn large_counts_roundtrip(counts in proptest::collection::vec(1u32..u32::MAX / 64, 1..12)) {
-        // string coding only (mask not materialized): zero-run 0 first
+    fn large_counts_roundtrip(
+        counts in proptest::collection::vec(1u32..(sam_core::rle::MAX_MASK_PIXELS / 11) as u32, 1..12),
+        extra in 1u32..1 << 20,
+    ) {
+        // string coding only (mask not materialized): zero-run 0 first; up to 11 runs of up
+        // to MAX_MASK_PIXELS / 11 stay within the mask size limit
         let mut c = vec![0u32];
         c.extend(counts);
         let total: u64 = c.iter().map(|&v| u64::from(v)).sum();
-        let rle = Rle { size: [1, total as usize], counts: c };
+        let rle = Rle { size: [1, total as usize], counts: c.clone() };
         let s = rle.to_string_compressed();
         prop_assert_eq!(Rle::from_string_compressed(&s, rle.size).unwrap(), rle);
+        // the same counts for a mask past the limit are refused before any allocation
+        let over = sam_core::rle::MAX_MASK_PIXELS as u64 + u64::from(extra);
+        let last = c.last_mut().unwrap();
+        *last += (over - total) as u32;
+        let big = Rle { size: [1, over as usize], counts: c };
+        let s = big.to_string_compressed();
+        prop_assert!(Rle::from_string_compressed(&s, big.size).is_err());
     }
 }
