@@ -39,6 +39,17 @@ fn mobile_sam(ext: &str) -> String {
     format!("{}{ext}", common::mobile_sam_tag())
 }
 
+/// A JPEG photo (`images/dog.jpg` beside the kit, else beside the repository: a kit of
+/// another seed may live elsewhere, e.g. `/tmp/kit2`).
+fn sample_jpeg() -> Vec<u8> {
+    let beside_kit = reference_dir().join("../images/dog.jpg");
+    let beside_repo =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/images/dog.jpg");
+    std::fs::read(&beside_kit)
+        .or_else(|_| std::fs::read(&beside_repo))
+        .unwrap_or_else(|e| panic!("reading {}: {e}", beside_repo.display()))
+}
+
 fn read_ref(name: &str) -> Vec<u8> {
     let path = reference_dir().join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
@@ -260,8 +271,7 @@ fn non_checkpoints_are_rejected() {
     assert!(matches!(e, CheckpointError::NotACheckpoint(_)), "{e}");
     assert!(e.to_string().contains("empty"), "{e}");
 
-    let images = reference_dir().join("../images/dog.jpg");
-    let jpeg = std::fs::read(&images).unwrap();
+    let jpeg = sample_jpeg();
     let e = expect_err(&jpeg, "jpeg");
     assert!(matches!(e, CheckpointError::NotACheckpoint(_)), "{e}");
     let msg = e.to_string();
@@ -1260,7 +1270,7 @@ fn source_truncated_and_bad_inputs_give_the_same_errors() {
     longer.extend_from_slice(&[0; 16]);
     assert_same_outcome(&longer, "safetensors with trailing bytes");
 
-    let jpeg = std::fs::read(reference_dir().join("../images/dog.jpg")).unwrap();
+    let jpeg = sample_jpeg();
     assert_same_outcome(&jpeg, "jpeg");
     assert_same_outcome(b"<!DOCTYPE html><html><body>Sign in</body></html>", "html");
     assert_same_outcome(
