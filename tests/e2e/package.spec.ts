@@ -2,6 +2,7 @@
 // the demo) in a blank page: an aborted call rejects as `fetch` does, with an error whose `name` is
 // "AbortError", which is still a SamError of kind "aborted"; the client keeps working after it.
 import { expect, test } from "./fixtures.js";
+import { tagFor } from "./reference.js";
 
 type Package = typeof import("../../js/index.js");
 
@@ -44,7 +45,7 @@ test("package: an aborted generate rejects with name 'AbortError', a SamError of
       await sam.dispose();
       return { before, during, batches, masksAfter: p.masks.length };
     },
-    { model: "/__ref/tiny_seed0.pth", image: env.images.landscape?.url ?? "" },
+    { model: `/__ref/${tagFor(env.refDir, "tiny")}.pth`, image: env.images.landscape?.url ?? "" },
   );
   console.log(`[measure] package/abort: ${JSON.stringify(r)}`);
   for (const e of [r.before, r.during]) {
