@@ -184,12 +184,7 @@ impl ViTConfig {
         let bad = |what: String| {
             SamError::ModelType(format!("unsupported ViT image encoder {self:?}: {what}"))
         };
-        if self.img_size != IMG_SIZE {
-            return Err(bad(format!(
-                "image size {}, SAM takes {IMG_SIZE}",
-                self.img_size
-            )));
-        }
+        check_sam_io(self.img_size, self.out_chans).map_err(bad)?;
         if self.patch_size == 0
             || self.img_size / self.patch_size != EMBED_GRID
             || !self.img_size.is_multiple_of(self.patch_size)
@@ -197,12 +192,6 @@ impl ViTConfig {
             return Err(bad(format!(
                 "patch size {} does not give SAM's {EMBED_GRID}x{EMBED_GRID} embedding grid",
                 self.patch_size
-            )));
-        }
-        if self.out_chans != EMBED_CHANNELS {
-            return Err(bad(format!(
-                "{} output channels, SAM's prompt encoder and mask decoder take {EMBED_CHANNELS}",
-                self.out_chans
             )));
         }
         if self.embed_dim == 0 || self.embed_dim > MAX_ENCODER_WIDTH {
@@ -225,6 +214,20 @@ impl ViTConfig {
         }
         Ok(())
     }
+}
+
+/// What every SAM image encoder (ViT or TinyViT) must take and give: a
+/// [`IMG_SIZE`]-pixel input and [`EMBED_CHANNELS`] output channels. `Err` says which is off.
+pub(crate) fn check_sam_io(img_size: usize, out_chans: usize) -> std::result::Result<(), String> {
+    if img_size != IMG_SIZE {
+        return Err(format!("image size {img_size}, SAM takes {IMG_SIZE}"));
+    }
+    if out_chans != EMBED_CHANNELS {
+        return Err(format!(
+            "{out_chans} output channels, SAM's prompt encoder and mask decoder take {EMBED_CHANNELS}"
+        ));
+    }
+    Ok(())
 }
 
 /// Side of SAM's image embedding grid (`[1, 256, 64, 64]`): the ViT's `img_size / patch_size`.

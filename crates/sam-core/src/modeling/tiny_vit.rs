@@ -12,7 +12,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use super::common::{Conv2d, Conv2dSpec, LayerNorm, LayerNorm2d, Linear, gelu};
 use super::image_encoder::{
-    EMBED_CHANNELS, EMBED_GRID, MAX_ENCODER_DEPTH, MAX_ENCODER_WIDTH, MAX_MLP_RATIO,
+    EMBED_GRID, MAX_ENCODER_DEPTH, MAX_ENCODER_WIDTH, MAX_MLP_RATIO, check_sam_io,
     window_partition, window_unpartition,
 };
 #[cfg(feature = "flex")]
@@ -22,7 +22,6 @@ use super::{
 };
 use crate::checkpoint::Checkpoint;
 use crate::error::{Result, SamError};
-use crate::preprocess::IMG_SIZE;
 use crate::weights::{KeyShapes, WeightLoader};
 
 /// `BatchNorm2d` eps (the torch default, used by every `Conv2d_BN`).
@@ -191,18 +190,7 @@ impl TinyViTConfig {
                 "needs at least two stages, each with a depth, heads and window".into(),
             ));
         }
-        if self.img_size != IMG_SIZE {
-            return Err(bad(format!(
-                "image size {}, SAM takes {IMG_SIZE}",
-                self.img_size
-            )));
-        }
-        if self.out_chans != EMBED_CHANNELS {
-            return Err(bad(format!(
-                "{} output channels, SAM's prompt encoder and mask decoder take {EMBED_CHANNELS}",
-                self.out_chans
-            )));
-        }
+        check_sam_io(self.img_size, self.out_chans).map_err(bad)?;
         if self.embed_dims.contains(&0) || !self.embed_dims[0].is_multiple_of(2) {
             return Err(bad("widths must be positive, the first even".into()));
         }
