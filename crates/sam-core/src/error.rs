@@ -3,6 +3,7 @@
 
 use crate::checkpoint::CheckpointError;
 use crate::npy::NpyError;
+use crate::polygon::PolygonError;
 use crate::preprocess::ImageError;
 use crate::rle::RleError;
 use crate::sa1b::Sa1bError;
@@ -22,6 +23,9 @@ pub enum SamError {
     /// An SA-1B / AMG annotation file could not be read.
     #[error("annotation file: {0}")]
     Sa1b(#[from] Sa1bError),
+    /// A mask or polygon given to the conversions of [`crate::polygon`] is malformed or too large.
+    #[error("polygon: {0}")]
+    Polygon(#[from] PolygonError),
     /// An image is empty, too large or its pixel buffer does not match its size.
     #[error("image: {0}")]
     Image(#[from] ImageError),
