@@ -28,6 +28,7 @@ mod pickle;
 mod pth;
 mod safetensors;
 mod source;
+pub mod writer;
 
 pub use source::ByteSource;
 use source::{SourceFailure, SourceReader, Src};
