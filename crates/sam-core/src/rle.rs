@@ -15,14 +15,17 @@ use serde::{Deserialize, Serialize};
 pub const MAX_MASK_PIXELS: usize = crate::preprocess::MAX_IMAGE_PIXELS;
 
 /// Column-major run detection over a row-major mask (no per-pixel closure
-/// call, which keeps debug builds fast).
+/// call, which keeps debug builds fast). The work is proportional to `h * w`, the
+/// mask's length: an empty mask returns at once whatever its other side (a
+/// `0 x 2^32` mask must not loop over 2^32 empty columns).
 macro_rules! encode_runs {
     ($mask:expr, $h:expr, $w:expr, |$v:ident: $t:ty| $fg:expr) => {{
         let (mask, h, w) = ($mask, $h, $w);
         let mut counts: Vec<u32> = Vec::new();
         let mut prev = false;
         let mut run: u64 = 0;
-        for x in 0..w {
+        let columns = if h == 0 { 0 } else { w };
+        for x in 0..columns {
             let mut i = x;
             for _ in 0..h {
                 let $v: $t = mask[i];
