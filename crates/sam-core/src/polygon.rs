@@ -153,7 +153,8 @@ pub fn signed_area(ring: &[Point]) -> f64 {
     twice / 2.0
 }
 
-fn checked_pixels(len: usize, h: usize, w: usize) -> Result<(), PolygonError> {
+/// Checks that a mask buffer of `len` values is `h x w` and within [`MAX_MASK_PIXELS`].
+pub fn check_mask(len: usize, h: usize, w: usize) -> Result<(), PolygonError> {
     let expected = h
         .checked_mul(w)
         .filter(|&p| p <= MAX_MASK_PIXELS)
@@ -316,7 +317,7 @@ pub fn mask_to_polygons(
     w: usize,
     options: &PolygonOptions,
 ) -> Result<Vec<Polygon>, PolygonError> {
-    checked_pixels(mask.len(), h, w)?;
+    check_mask(mask.len(), h, w)?;
     options.validate()?;
     let (labels, areas) = label_components(mask, h, w);
     let largest = areas

@@ -16,7 +16,7 @@ pub fn js_error(message: &str, name: Option<&str>) -> JsValue {
 /// like a fetch aborted through an `AbortSignal`; the other kinds keep sam-core's messages
 /// (which name the file problem, the bad prompt field or the backend failure), named after
 /// their kind where it has one (`CheckpointError`, `PromptError`, `RleError`, `Sa1bError`,
-/// `ImageError`, `OutOfMemoryError`).
+/// `ImageError`, `PolygonError`, `OutOfMemoryError`).
 pub fn sam_error(e: SamError) -> JsValue {
     match e {
         SamError::Cancelled => js_error("cancelled", Some("AbortError")),
@@ -24,6 +24,7 @@ pub fn sam_error(e: SamError) -> JsValue {
         SamError::Prompt(_) => js_error(&e.to_string(), Some("PromptError")),
         SamError::Rle(_) => js_error(&e.to_string(), Some("RleError")),
         SamError::Sa1b(_) => js_error(&e.to_string(), Some("Sa1bError")),
+        SamError::Polygon(_) => js_error(&e.to_string(), Some("PolygonError")),
         SamError::Image(_) => js_error(&e.to_string(), Some("ImageError")),
         SamError::Backend(ref m) if looks_out_of_memory(m) => js_error(
             &format!(

@@ -16,6 +16,7 @@ pub mod backend;
 pub mod convert;
 pub mod error;
 pub mod masks;
+pub mod polygons;
 pub mod segmenter;
 pub mod source;
 
