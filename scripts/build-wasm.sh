@@ -3,22 +3,60 @@
 # sam_wasm_bg.wasm), release, with wasm SIMD (.cargo/config.toml), then shrinks it with npm's
 # binaryen wasm-opt when installed (Debian's binaryen produces a broken module; wasm-pack's
 # own wasm-opt download is disabled in Cargo.toml).
-# Usage: scripts/build-wasm.sh [--dev]   (or SAM_WASM_PROFILE=dev: the test script's end-to-end
-# run uses the dev profile, which shares its compiled dependencies with `wasm-pack test`)
+# Usage: scripts/build-wasm.sh [--dev] [--threads]   (or SAM_WASM_PROFILE=dev: the test script's
+# end-to-end run uses the dev profile, which shares its compiled dependencies with `wasm-pack test`)
+#
+# --threads: the threaded module -> crates/sam-wasm/pkg-threads (feature `threads`: CPU backend
+# on rayon's pool of Web Workers, for cross-origin isolated pages). It needs the pinned nightly
+# (scripts/nightly-toolchain) with rust-src: atomics need the standard library rebuilt
+# (-Z build-std). Its shared memory declares a maximum of 4 GiB (wasm32's limit; the memory
+# grows on demand up to it). Its own target dir (other flags): $SAM_THREADS_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sam-target}"
 profile=--release
-if [ "${1:-}" = "--dev" ] || [ "${SAM_WASM_PROFILE:-}" = dev ]; then profile=--dev; fi
-wasm-pack build crates/sam-wasm "$profile" --target web --mode no-install --out-dir pkg --no-pack
-wasm=crates/sam-wasm/pkg/sam_wasm_bg.wasm
-if [ "$profile" = --release ] && [ -x node_modules/.bin/wasm-opt ]; then
-  before=$(stat -c %s "$wasm")
-  node_modules/.bin/wasm-opt -O2 \
-    --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-    --enable-mutable-globals --enable-reference-types --enable-multivalue \
-    "$wasm" -o "$wasm.opt"
-  mv "$wasm.opt" "$wasm"
-  echo "wasm-opt: $before -> $(stat -c %s "$wasm") bytes"
+threads=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) profile=--dev ;;
+    --threads) threads=1 ;;
+    *) echo "unknown argument $arg" >&2; exit 2 ;;
+  esac
+done
+if [ "${SAM_WASM_PROFILE:-}" = dev ]; then profile=--dev; fi
+
+shrink() { # $1: the .wasm; extra binaryen flags after it
+  local wasm=$1; shift
+  if [ "$profile" = --release ] && [ -x node_modules/.bin/wasm-opt ]; then
+    local before
+    before=$(stat -c %s "$wasm")
+    node_modules/.bin/wasm-opt -O2 \
+      --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+      --enable-mutable-globals --enable-reference-types --enable-multivalue "$@" \
+      "$wasm" -o "$wasm.opt"
+    mv "$wasm.opt" "$wasm"
+    echo "wasm-opt: $before -> $(stat -c %s "$wasm") bytes"
+  fi
+  echo "$wasm: $(stat -c %s "$wasm") bytes, gzip $(gzip -9c "$wasm" | wc -c) bytes"
+}
+
+if [ "$threads" = 1 ]; then
+  toolchain=$(cat scripts/nightly-toolchain)
+  export CARGO_TARGET_DIR="${SAM_THREADS_TARGET_DIR:-$HOME/.cache/sam-target-threads}"
+  # RUSTFLAGS replaces .cargo/config.toml's flags: SIMD again, plus atomics and a shared memory.
+  export RUSTFLAGS="-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128 -C link-arg=--max-memory=4294967296"
+  dir=debug
+  cargo_profile=()
+  if [ "$profile" = --release ]; then dir=release; cargo_profile=(--release); fi
+  # Plain cargo + wasm-bindgen (wasm-pack insists on a prebuilt wasm32 standard library,
+  # which -Z build-std replaces).
+  cargo +"$toolchain" build -p sam-wasm --lib --target wasm32-unknown-unknown "${cargo_profile[@]}" \
+    --no-default-features --features threads -Z build-std=panic_abort,std
+  out=crates/sam-wasm/pkg-threads
+  wasm-bindgen --target web --out-dir "$out" "$CARGO_TARGET_DIR/wasm32-unknown-unknown/$dir/sam_wasm.wasm"
+  shrink "$out/sam_wasm_bg.wasm" --enable-threads
+  exit 0
 fi
-echo "$wasm: $(stat -c %s "$wasm") bytes, gzip $(gzip -9c "$wasm" | wc -c) bytes"
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sam-target}"
+wasm-pack build crates/sam-wasm "$profile" --target web --mode no-install --out-dir pkg --no-pack
+shrink crates/sam-wasm/pkg/sam_wasm_bg.wasm

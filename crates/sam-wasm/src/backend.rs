@@ -233,7 +233,17 @@ async fn adapter() -> Result<AdapterDescription, String> {
     }
 }
 
+/// Without the `webgpu` feature (the threaded module): no wgpu device, so `"auto"` takes the CPU.
+#[cfg(not(feature = "webgpu"))]
+async fn webgpu_device(_adapter: AdapterDescription) -> Result<Device, String> {
+    Err(
+        "this module is CPU-only (the threaded build); WebGPU runs in the single-threaded one"
+            .into(),
+    )
+}
+
 /// The wgpu device of this thread, initialised on first use.
+#[cfg(feature = "webgpu")]
 async fn webgpu_device(adapter: AdapterDescription) -> Result<Device, String> {
     if let Some((device, _)) = WEBGPU.with(|w| w.borrow().clone()) {
         return Ok(device);

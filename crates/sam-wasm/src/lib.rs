@@ -19,6 +19,7 @@ pub mod masks;
 pub mod polygons;
 pub mod segmenter;
 pub mod source;
+pub mod threads;
 
 pub use masks::{decode_coco_rle, encode_coco_rle, normalize_sa1b};
 pub use segmenter::Segmenter;

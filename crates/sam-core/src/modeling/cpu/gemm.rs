@@ -24,8 +24,8 @@ pub unsafe fn matmul(
     unsafe { product(shape, dst, lhs, rhs, scale, false) }
 }
 
-/// [`matmul`] on all cores natively (for products large enough to share); in WebAssembly,
-/// which has one thread, the same as [`matmul`].
+/// [`matmul`] on all cores natively and in the threaded WebAssembly module (for products
+/// large enough to share); in the single-threaded module the same as [`matmul`].
 ///
 /// # Safety
 /// As [`matmul`].
@@ -157,8 +157,38 @@ unsafe fn product(
     lhs: (*const f32, usize),
     rhs: (*const f32, usize, usize),
     scale: f32,
-    _parallel: bool,
+    parallel: bool,
 ) {
+    // The threaded module splits the rows of products of at least this many multiply-adds
+    // into one band per thread of rayon's pool (each band packs `rhs` for itself).
+    #[cfg(feature = "threads")]
+    {
+        const PARALLEL_MACS: usize = 1 << 20;
+        let [m, n, k] = shape;
+        let threads = rayon::current_num_threads();
+        if parallel && threads > 1 && m >= 2 * threads && m * n * k >= PARALLEL_MACS {
+            use rayon::prelude::*;
+            // Even bands: the kernel's tiles are two rows high.
+            let band = m.div_ceil(threads).next_multiple_of(2);
+            // Raw pointers are not `Send`: the bands pass them as addresses.
+            let (d, l, r) = (dst.0 as usize, lhs.0 as usize, rhs.0 as usize);
+            (0..m.div_ceil(band)).into_par_iter().for_each(|b| {
+                let (first, rows) = (b * band, band.min(m - b * band));
+                // SAFETY: as promised by the caller; the bands' rows of `dst` do not overlap.
+                unsafe {
+                    simd128::matmul(
+                        [rows, n, k],
+                        ((d as *mut f32).add(first * dst.1), dst.1),
+                        ((l as *const f32).add(first * lhs.1), lhs.1),
+                        (r as *const f32, rhs.1, rhs.2),
+                        scale,
+                    )
+                }
+            });
+            return;
+        }
+    }
+    let _ = parallel;
     // SAFETY: as promised by the caller.
     unsafe { simd128::matmul(shape, dst, lhs, rhs, scale) }
 }

@@ -2,9 +2,10 @@
 //! for our shapes. The callers in [`super::common`] pick them only on that device; every
 //! other device keeps burn's operations. Natively they run on all cores (rayon) with the
 //! widest x86 vectors the processor has, chosen at run time ([`widest`]); in wasm they run
-//! on one thread with the module's SIMD.
+//! with the module's SIMD on one thread, or on rayon's pool of Web Workers in the threaded
+//! module (feature `threads`).
 
-#[cfg(not(target_family = "wasm"))]
+#[cfg(any(not(target_family = "wasm"), feature = "threads"))]
 use rayon::prelude::*;
 
 mod gemm;
@@ -44,15 +45,16 @@ fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Runs `f(index, chunk)` on the `chunk`-long pieces of `values`: on all cores natively when
-/// `parallel`, one after the other otherwise and in WebAssembly (one thread).
+/// Runs `f(index, chunk)` on the `chunk`-long pieces of `values`: on all cores when `parallel`
+/// (natively, and in the threaded WebAssembly module), one after the other otherwise and in
+/// the single-threaded WebAssembly module.
 fn for_each_chunk<T: Send>(
     values: &mut [T],
     chunk: usize,
     parallel: bool,
     f: impl Fn(usize, &mut [T]) + Sync + Send,
 ) {
-    #[cfg(not(target_family = "wasm"))]
+    #[cfg(any(not(target_family = "wasm"), feature = "threads"))]
     if parallel {
         values
             .par_chunks_mut(chunk)
@@ -397,11 +399,11 @@ pub fn window_attention(qkv: &[f32], bias: &[f32], a: WindowAttention) -> Vec<f3
         }
     };
     let window_out = n * nh * d;
-    #[cfg(not(target_family = "wasm"))]
+    #[cfg(any(not(target_family = "wasm"), feature = "threads"))]
     out.par_chunks_mut(window_out)
         .enumerate()
         .for_each_init(|| vec![0.0f32; n * n], run);
-    #[cfg(target_family = "wasm")]
+    #[cfg(all(target_family = "wasm", not(feature = "threads")))]
     {
         let mut scores = vec![0.0f32; n * n];
         out.chunks_mut(window_out)
@@ -729,9 +731,9 @@ pub fn upscale_masks(src: &[f32], hyper: &[f32], wt: &UpscaleWeights, u: Upscale
         }
         out
     };
-    #[cfg(not(target_family = "wasm"))]
+    #[cfg(any(not(target_family = "wasm"), feature = "threads"))]
     let rows: Vec<Vec<f32>> = (0..h).into_par_iter().map_init(scratch, row).collect();
-    #[cfg(target_family = "wasm")]
+    #[cfg(all(target_family = "wasm", not(feature = "threads")))]
     let rows: Vec<Vec<f32>> = {
         let mut buffers = scratch();
         (0..h).map(|i| row(&mut buffers, i)).collect()
