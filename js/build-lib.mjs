@@ -5,7 +5,7 @@
 // Usage: node js/build-lib.mjs   (npm run build:lib); then `npm pack ./dist` (npm run pack:lib) or `npm publish ./dist`.
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -44,6 +44,12 @@ if (!/new Worker\(new URL\("\.\/worker\.js", import\.meta\.url\)/.test(readFileS
   process.exit(1);
 }
 copyFileSync(join(pkg, "sam_wasm_bg.wasm"), join(dist, "sam_wasm_bg.wasm"));
+// The threaded CPU module (scripts/build-wasm.sh --threads), as wasm-bindgen wrote it: dist/threads/
+// (sam_wasm.js, sam_wasm_bg.wasm, snippets/ with the rayon pool's worker). Loaded by URL, never bundled.
+const pkgThreads = join(root, "crates/sam-wasm/pkg-threads");
+const threads = existsSync(join(pkgThreads, "sam_wasm.js"));
+if (threads) cpSync(pkgThreads, join(dist, "threads"), { recursive: true, filter: (f) => !f.endsWith(".gitignore") });
+else console.warn("crates/sam-wasm/pkg-threads is not built: the package has no threaded module (CPU on one thread)");
 execFileSync(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "-p", join(root, "tsconfig.lib.json")], { stdio: "inherit" });
 // The worker script has no exports; its .d.ts says so, so that every subpath of `exports` has types.
 writeFileSync(
@@ -70,9 +76,10 @@ const manifest = {
     ".": { types: "./index.d.ts", import: "./index.js", default: "./index.js" },
     "./worker.js": { types: "./worker.d.ts", default: "./worker.js" },
     "./sam_wasm_bg.wasm": "./sam_wasm_bg.wasm",
+    "./threads/*": "./threads/*",
     "./package.json": "./package.json",
   },
-  files: ["*.js", "*.js.map", "*.d.ts", "sam_wasm_bg.wasm"],
+  files: ["*.js", "*.js.map", "*.d.ts", "sam_wasm_bg.wasm", ...(threads ? ["threads/"] : [])],
   // Importing index.js does nothing by itself; worker.js runs when a worker starts it.
   sideEffects: ["./worker.js"],
 };

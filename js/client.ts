@@ -39,6 +39,9 @@ export class SamError extends Error {
 
 type Listener<T> = (event: T) => void;
 
+/** The threaded module's JS in the package, relative to index.js (served as is: see SamClientOptions.threadsUrl). */
+const THREADS_JS = "threads/sam_wasm.js";
+
 interface Pending {
   resolve: (value: unknown) => void;
   reject: (error: SamError) => void;
@@ -94,8 +97,14 @@ export class SamClient {
     // to index.js. Do not build the URL from a variable: no bundler would see the worker then.
     else worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "sam-browser" });
     const client = new SamClient(worker);
-    const wasmUrl = options.wasmUrl === undefined ? undefined : String(options.wasmUrl instanceof URL ? options.wasmUrl.href : new URL(options.wasmUrl, location.href).href);
-    const { webgpu } = await client.call("init", wasmUrl === undefined ? {} : { wasmUrl });
+    const href = (u: string | URL): string => (u instanceof URL ? u.href : new URL(u, location.href).href);
+    const args: RequestMap["init"]["args"] = {};
+    if (options.wasmUrl !== undefined) args.wasmUrl = href(options.wasmUrl);
+    // The threaded module sits beside the worker (dist/threads/) unless told otherwise.
+    // (Not a literal `new URL("...", import.meta.url)`: bundlers would emit the .js alone, without its .wasm.)
+    args.threadsUrl = href(options.threadsUrl ?? new URL(THREADS_JS, import.meta.url));
+    if (options.threads !== undefined) args.threads = options.threads;
+    const { webgpu } = await client.call("init", args);
     client.webgpuAvailable = webgpu;
     return client;
   }

@@ -40,6 +40,8 @@ export interface ModelInfo {
    * software fallback" ("auto" skips software adapters), "no WebGPU adapter"; empty when it was asked for.
    */
   backendReason: string;
+  /** Threads that run the model: more than 1 on the threaded CPU module (cross-origin isolated pages, `SamClientOptions.threads`). */
+  threads: number;
   modelType: string;
   /** Whether the weights came from Cache Storage (URL loads only). */
   fromCache: boolean;
@@ -172,6 +174,8 @@ export interface BackendEvent {
   modelType: string;
   /** Whether WebGPU was asked for ("auto" or "webgpu") but no adapter was there, so the CPU runs. */
   webgpuMissing: boolean;
+  /** As `ModelInfo.threads`. */
+  threads: number;
 }
 
 export interface SamEvents {
@@ -191,6 +195,19 @@ export interface SamClientOptions {
   worker?: () => Worker;
   /** URL of sam_wasm_bg.wasm (default: next to the worker script). */
   wasmUrl?: string | URL;
+  /**
+   * CPU threads on a cross-origin isolated page (COOP `same-origin` + COEP `require-corp` or
+   * `credentialless`): default `navigator.hardwareConcurrency`, at most 8; from 1 to 64. With more
+   * than 1, a CPU load (backend "cpu", or "auto" without a WebGPU adapter) runs the threaded module
+   * instead of the single-threaded one. Without isolation the CPU backend runs on one thread.
+   */
+  threads?: number;
+  /**
+   * URL of the threaded module's sam_wasm.js (default: threads/sam_wasm.js next to index.js, as in the package). Its
+   * directory (sam_wasm.js, sam_wasm_bg.wasm, snippets/) is served as it is: bundlers must copy `sam-browser/threads/`
+   * and pass its URL here. A module that does not start falls back to one thread, with a console warning.
+   */
+  threadsUrl?: string | URL;
 }
 
 /** Error kinds a call can reject with (`SamError.kind`). */

@@ -1,8 +1,8 @@
 /// <reference lib="webworker" />
 // The Web Worker that owns the wasm module and the model. The page talks to it through
 // SamClient (client.ts); every model call runs here, one at a time, so the page stays responsive.
-import init, { Segmenter, decodeCocoRle, encodeCocoRle, normalizeSa1b, webgpuAvailable } from "sam-wasm";
-import type { GenerateProgress, SegmenterOptions } from "sam-wasm";
+import type { GenerateProgress, Segmenter, SegmenterOptions } from "sam-wasm";
+import { Modules, threadCount } from "./modules.js";
 import { buffersOf, type CheckpointPayload, type ErrorPayload, type FromWorker, type ImagePayload, type Request, type RequestMap, type RequestType, type ToWorker } from "./protocol.js";
 import type { Prediction, Sa1bFile, SamErrorKind } from "./types.js";
 
@@ -10,6 +10,8 @@ declare const self: DedicatedWorkerGlobalScope;
 
 let segmenter: Segmenter | null = null;
 let wasmMemory: WebAssembly.Memory | null = null;
+/** The wasm modules (modules.ts): set by init, instantiated on first use. */
+let modules: Modules | null = null;
 let webgpu = false;
 /** Requests asked to stop: downloads and generations look here between steps. */
 const cancelled = new Set<number>();
@@ -90,10 +92,22 @@ function classify(e: unknown, stage: RequestType): ErrorPayload {
   return { message, kind: "other" };
 }
 
+function needModules(): Modules {
+  if (!modules) throw new WorkerError("The worker is not initialised: create the client with SamClient.create().", "worker");
+  return modules;
+}
+
 function needModel(): Segmenter {
   if (crashed) throw new WorkerError(`The model is unusable after an earlier failure (${crashed}). Reload the page.`, "other");
   if (!segmenter) throw new WorkerError("No model is loaded: call load() first.", "no-model");
   return segmenter;
+}
+
+/** Why a download from another origin may fail where the same URL opens in a tab: CORS (and COEP). */
+function crossOriginHint(url: string): string {
+  if (new URL(url).origin === self.location.origin) return "";
+  const coep = self.crossOriginIsolated ? "; this page is cross-origin isolated (COEP), so the response also needs CORS or Cross-Origin-Resource-Policy: cross-origin" : "";
+  return ` (the file is on another origin: its server must send Access-Control-Allow-Origin${coep})`;
 }
 
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 0));
@@ -119,7 +133,7 @@ async function readCheckpoint(id: number, source: CheckpointPayload): Promise<{ 
     response = await fetch(source.url, { signal: controller.signal });
   } catch (e) {
     if (controller.signal.aborted) throw new WorkerError("aborted", "aborted");
-    throw new WorkerError(`Download of ${source.url} failed: ${messageOf(e)}`, "download");
+    throw new WorkerError(`Download of ${source.url} failed: ${messageOf(e)}${crossOriginHint(source.url)}`, "download");
   }
   if (!response.ok) {
     downloads.delete(id);
@@ -204,11 +218,11 @@ async function toRgba(image: ImagePayload): Promise<{ data: Uint8Array; width: n
 type Handler<K extends RequestType> = (id: number, args: RequestMap[K]["args"]) => Promise<{ value: RequestMap[K]["result"]; transfer?: Transferable[] }>;
 
 const handlers: { [K in RequestType]: Handler<K> } = {
-  async init(_id, { wasmUrl }) {
-    if (!wasmMemory) {
-      const out = (await init(wasmUrl ? { module_or_path: wasmUrl } : undefined)) as { memory?: WebAssembly.Memory } | undefined;
-      wasmMemory = out?.memory ?? null;
-      webgpu = await webgpuAvailable().catch(() => false);
+  async init(_id, { wasmUrl, threadsUrl, threads }) {
+    if (!modules) {
+      // No module is downloaded yet: the first load picks the one that fits its backend.
+      webgpu = await navigator.gpu?.requestAdapter().then((a) => a !== null, () => false) ?? false;
+      modules = new Modules({ wasmUrl, threadsUrl, threads: threadCount(threads, navigator.hardwareConcurrency) }, webgpu);
     }
     return { value: { webgpu } };
   },
@@ -222,24 +236,29 @@ const handlers: { [K in RequestType]: Handler<K> } = {
       onProgress: (loaded: number, total: number) => post({ kind: "progress", id, data: { stage: "load", loaded, total } }),
     };
     if (modelType) options.modelType = modelType;
+    const module = await needModules().forBackend(backend ?? "auto");
+    wasmMemory = module.memory;
     // The new model is built next to the old one, which is freed only once the new one exists: a wrong
     // file leaves the previous model (and its image) usable. Peak memory is both models for a moment.
-    const built = await Segmenter.create(bytes, options);
+    const built = await module.wasm.Segmenter.create(bytes, options);
     segmenter?.free();
     segmenter = built;
     const buildMs = performance.now() - t0;
     const webgpuMissing = (backend ?? "auto") === "auto" && built.backend === "cpu" && !webgpu;
     const backendReason = built.backendReason;
+    const threads = built.backend === "cpu" ? module.threads : 1;
+    const backendInfo = threads > 1 ? `${built.backendInfo}, on ${threads} threads` : built.backendInfo;
     post({
       kind: "backend",
       id,
-      data: { backend: built.backend, backendInfo: built.backendInfo, backendReason, modelType: built.modelType, webgpuMissing },
+      data: { backend: built.backend, backendInfo, backendReason, modelType: built.modelType, webgpuMissing, threads },
     });
     return {
       value: {
         backend: built.backend,
-        backendInfo: built.backendInfo,
+        backendInfo,
         backendReason,
+        threads,
         modelType: built.modelType,
         fromCache,
         bytes: bytes.byteLength,
@@ -310,11 +329,14 @@ const handlers: { [K in RequestType]: Handler<K> } = {
   },
 
   async encodeRle(_id, { masks, height, width }) {
-    return { value: masks.map((m) => encodeCocoRle(m, height, width)) };
+    const { wasm } = await needModules().any();
+    return { value: masks.map((m) => wasm.encodeCocoRle(m, height, width)) };
   },
 
   async decodeSa1b(_id, { json }) {
-    const normalized = normalizeSa1b(json);
+    const { wasm } = await needModules().any();
+    const { decodeCocoRle } = wasm;
+    const normalized = wasm.normalizeSa1b(json);
     const file = JSON.parse(normalized) as Sa1bFile;
     const masks = file.annotations.map((a) => decodeCocoRle(a.segmentation.counts, a.segmentation.size[0], a.segmentation.size[1]));
     return { value: { json: normalized, masks }, transfer: buffersOf(masks) };

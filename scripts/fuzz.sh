@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../crates/sam-core"
 
-TOOLCHAIN=nightly-2026-05-19
+TOOLCHAIN="$(cat ../../scripts/nightly-toolchain)"
 TARGET="${1:-all}"
 SECONDS_PER_TARGET="${2:-60}"
 SANITIZER="${FUZZ_SANITIZER:-none}"

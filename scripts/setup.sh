@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing need on a fresh Debian machine with a Rust toolchain
 # (rustup) and Node.js/npm: Chromium + ChromeDriver + Mesa's Vulkan driver (apt), the wasm32
-# target, wasm-pack, the wasm-bindgen CLI matching Cargo.lock, and the npm packages.
+# target, the pinned nightly with rust-src (scripts/nightly-toolchain: the threaded wasm module and
+# fuzzing), wasm-pack, the wasm-bindgen CLI matching Cargo.lock, and the npm packages.
 # Idempotent: what is already there is skipped. Usage: scripts/setup.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,14 @@ fi
 if ! rustup target list --installed 2>/dev/null | grep -q '^wasm32-wasip1$'; then
   echo "== rustup: adding wasm32-wasip1 (sam-core's parity tests in WebAssembly, scripts/test-wasi.sh)"
   rustup target add wasm32-wasip1
+fi
+
+# The threaded wasm module (scripts/build-wasm.sh --threads) rebuilds the standard library with
+# atomics: the pinned nightly and its sources.
+NIGHTLY="$(cat scripts/nightly-toolchain)"
+if ! rustup component list --installed --toolchain "$NIGHTLY" 2>/dev/null | grep -q '^rust-src'; then
+  echo "== rustup: installing $NIGHTLY with rust-src"
+  rustup toolchain install "$NIGHTLY" --profile minimal --component rust-src
 fi
 
 # The CLI must equal the wasm-bindgen crate in Cargo.lock.

@@ -3,8 +3,11 @@
 # and serves the demo on http://localhost:8080 (Ctrl+C stops it).
 # Usage: scripts/web.sh [--build-only] [--port N] [--skip-wasm]
 #   --build-only  build, do not serve (scripts/e2e.sh uses it)
-#   --skip-wasm   reuse crates/sam-wasm/pkg as it is (no cargo build)
-# Env: CARGO_TARGET_DIR (default ~/.cache/sam-target, shared with scripts/test.sh).
+#   --skip-wasm   reuse crates/sam-wasm/pkg and pkg-threads as they are (no cargo build)
+# Env: CARGO_TARGET_DIR (default ~/.cache/sam-target, shared with scripts/test.sh);
+#   SAM_WASM_THREADS=0 skips the threaded CPU module (pkg-threads; the demo then runs on one thread).
+# The server sends COOP/COEP (vite.config.ts): the page is cross-origin isolated, so the CPU
+# backend runs the threaded module on all cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +43,7 @@ bash scripts/setup.sh
 # --- the wasm module: crates/sam-wasm/pkg ---
 if [ "$build_wasm" = 1 ]; then
   bash scripts/build-wasm.sh
+  if [ "${SAM_WASM_THREADS:-1}" = 1 ]; then bash scripts/build-wasm.sh --threads; fi
 fi
 if [ ! -f crates/sam-wasm/pkg/sam_wasm.js ]; then
   echo "crates/sam-wasm/pkg/sam_wasm.js is missing (the wasm build did not run or failed)" >&2

@@ -4,6 +4,7 @@
 // URL parameters (handy for links and for the end-to-end tests):
 //   ?model=URL          load this checkpoint at start (downloaded once, then from Cache Storage)
 //   ?backend=auto|webgpu|cpu
+//   ?threads=N          CPU threads on this cross-origin isolated page (default: the cores, at most 8; 1: one thread)
 //   ?image=URL | sample:NAME   start with this image (default: the first bundled sample)
 //   ?hover=0            no hover preview
 //   ?cache=0            do not use Cache Storage for ?model downloads
@@ -321,6 +322,9 @@ function onProgress(p: ProgressEvent): void {
 async function startClient(): Promise<SamClient> {
   const client = await SamClient.create({
     worker: () => new Worker(new URL("../js/worker.ts", import.meta.url), { type: "module", name: "sam-browser" }),
+    // The threaded CPU module (vite.config.ts serves it there); ?threads=N sets its thread count (1: one thread).
+    threadsUrl: new URL("./sam-wasm-threads/sam_wasm.js", location.href),
+    ...(new URLSearchParams(location.search).has("threads") ? { threads: Number(new URLSearchParams(location.search).get("threads")) } : {}),
   });
   client.on("progress", onProgress);
   client.on("backend", (b) => {
@@ -1410,6 +1414,8 @@ interface SamDebugHook {
     backend: string | null;
     /** Why that backend runs (ModelInfo.backendReason). */
     backendReason: string | null;
+    /** Threads of the CPU backend (ModelInfo.threads; more than 1 on the threaded module). */
+    threads: number | null;
     modelType: string | null;
     /** Whether the weights came from Cache Storage (URL loads). */
     fromCache: boolean;
@@ -1461,6 +1467,7 @@ const hook: SamDebugHook = {
     image: state.imageState,
     backend: state.modelInfo?.backend ?? null,
     backendReason: state.modelInfo?.backendReason ?? null,
+    threads: state.modelInfo?.threads ?? null,
     modelType: state.modelInfo?.modelType ?? null,
     fromCache: state.modelInfo?.fromCache ?? false,
     webgpuAvailable: state.client?.webgpuAvailable ?? false,

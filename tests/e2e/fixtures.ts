@@ -46,6 +46,8 @@ export interface HookStatus {
   model: string;
   image: string;
   backend: string | null;
+  /** Threads of the CPU backend (more than 1 on the threaded module). */
+  threads: number | null;
   modelType: string | null;
   fromCache: boolean;
   webgpuAvailable: boolean;

@@ -1,5 +1,7 @@
 // A tiny static server for the end-to-end tests: the built demo (web/dist) at /, the reference
 // kit's files at /__ref/, and files the tests generate (PNG test images) at /__test/.
+// Cross-origin isolated by default (COOP/COEP, as scripts/web.sh and `npm run dev`): the demo
+// then runs the threaded CPU module; `isolated: false` serves a page without SharedArrayBuffer.
 import { createReadStream, existsSync, statSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -26,7 +28,14 @@ export interface StaticServer {
   hits: Map<string, number>;
 }
 
-export async function startServer(mounts: Record<string, string>, port = 0): Promise<StaticServer> {
+/** The headers that make a page cross-origin isolated (crossOriginIsolated, SharedArrayBuffer). */
+export const ISOLATION_HEADERS = {
+  "cross-origin-opener-policy": "same-origin",
+  "cross-origin-embedder-policy": "require-corp",
+} as const;
+
+export async function startServer(mounts: Record<string, string>, port = 0, options: { isolated?: boolean } = {}): Promise<StaticServer> {
+  const isolation = options.isolated === false ? {} : ISOLATION_HEADERS;
   const roots = Object.entries(mounts)
     .map(([prefix, dir]) => [prefix, resolve(dir)] as const)
     .sort((a, b) => b[0].length - a[0].length);
@@ -57,6 +66,9 @@ export async function startServer(mounts: Record<string, string>, port = 0): Pro
       "cache-control": "no-store",
       // The consumer apps' Vite dev server fetches the reference files from here (another origin).
       "access-control-allow-origin": "*",
+      // Other origins' isolated pages may load our files (the consumer apps' dev servers).
+      "cross-origin-resource-policy": "cross-origin",
+      ...isolation,
     });
     if (req.method === "HEAD") res.end();
     else createReadStream(file).pipe(res);
