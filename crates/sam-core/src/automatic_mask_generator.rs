@@ -50,6 +50,40 @@ pub const CROP_EDGE_ATOL: f32 = 20.0;
 /// its crop-size logits, well inside WebGPU's default 128 MiB storage-binding limit.
 pub const MASKS_PER_UPSCALE: usize = 16;
 
+/// Device bytes of the largest tensor the mask decoder holds for one prompt: the upscaled
+/// embedding `[4hw, 4·C/8]` = `[65536, 32]` f32 of `output_upscaling` (8 MiB; the image rows
+/// repeated per prompt and the transformer's keys are `[4096, 256]`, 4 MiB). A batch of
+/// `B` points needs one buffer of `B` times this, so [`points_per_decode`] splits a batch
+/// to keep it within the device's largest buffer.
+pub const DECODER_BYTES_PER_POINT: u64 = 65536 * 32 * 4;
+
+/// The largest buffer the device allocates, in bytes: for wgpu (WebGPU, Vulkan, Metal) the
+/// smaller of the adapter's `maxBufferSize` and `maxStorageBufferBindingSize`, as the
+/// runtime reads them; `None` on the CPU backend (host memory has no such limit).
+pub fn max_buffer_bytes(device: &burn::tensor::Device) -> Option<u64> {
+    match device.as_dispatch() {
+        #[cfg(feature = "wgpu")]
+        burn_dispatch::DispatchDevice::Cube(d) => {
+            Some(d.client().properties().memory.max_page_size)
+        }
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// How many of `points_per_batch` points are decoded at once on a device whose largest
+/// buffer is `max_buffer` bytes (see [`max_buffer_bytes`]): all of them when there is no
+/// limit or they fit, else as many as fit in one buffer of [`DECODER_BYTES_PER_POINT`] each,
+/// at least 1. The official batch is split only for the decoder: every point is decoded on
+/// its own (batch rows never mix), so the masks are the same.
+pub fn points_per_decode(points_per_batch: usize, max_buffer: Option<u64>) -> usize {
+    let Some(max) = max_buffer else {
+        return points_per_batch;
+    };
+    let fit = usize::try_from(max / DECODER_BYTES_PER_POINT).unwrap_or(usize::MAX);
+    points_per_batch.min(fit).max(1)
+}
+
 /// Mask bits packed into one float when reading masks back (an integer below 2^16 is exact
 /// in f32, whatever order the device sums in).
 const PACK_BITS: usize = 16;
@@ -642,19 +676,27 @@ impl<'a> SamAutomaticMaskGenerator<'a> {
             .iter()
             .map(|p| [p[0] * cw as f64, p[1] * ch as f64])
             .collect();
+        // The official batches (progress counts them), each decoded in parts that fit the
+        // device's largest buffer.
+        let per_decode = points_per_decode(
+            self.options.points_per_batch,
+            max_buffer_bytes(self.sam.device()),
+        );
         let mut data = Vec::new();
         for batch in points.chunks(self.options.points_per_batch) {
-            let found = self
-                .process_batch(
-                    &emb.features,
-                    emb.input_size,
-                    batch,
-                    (ch, cw),
-                    crop_box,
-                    image,
-                )
-                .await?;
-            data.extend(found);
+            for part in batch.chunks(per_decode) {
+                let found = self
+                    .process_batch(
+                        &emb.features,
+                        emb.input_size,
+                        part,
+                        (ch, cw),
+                        crop_box,
+                        image,
+                    )
+                    .await?;
+                data.extend(found);
+            }
             state.batches_done += 1;
             if !progress(*state).await {
                 return Err(SamError::Cancelled);
@@ -857,6 +899,23 @@ mod tests {
             })
             .collect();
         assert_eq!(unpack(&packed, mask.len()), mask);
+    }
+
+    #[test]
+    fn batches_split_to_the_device_buffer() {
+        // The CPU backend: no limit, the official batch.
+        assert_eq!(points_per_decode(64, None), 64);
+        // WebGPU's default 128 MiB binding limit: 16 points of 8 MiB; 256 MiB: 32.
+        assert_eq!(points_per_decode(64, Some(128 << 20)), 16);
+        assert_eq!(points_per_decode(64, Some(256 << 20)), 32);
+        // A batch that fits is not split; a device too small for one point still decodes one.
+        assert_eq!(points_per_decode(8, Some(128 << 20)), 8);
+        assert_eq!(points_per_decode(64, Some(1 << 20)), 1);
+        assert_eq!(points_per_decode(64, Some(0)), 1);
+        assert_eq!(points_per_decode(1024, Some(u64::MAX)), 1024);
+        // A 64-point batch in 128 MiB: four parts of 16 points, each within the buffer.
+        assert_eq!(64usize.div_ceil(points_per_decode(64, Some(128 << 20))), 4);
+        const { assert!(16 * DECODER_BYTES_PER_POINT <= 128 << 20) };
     }
 
     #[test]

@@ -24,7 +24,7 @@ use safetensors::SafeTensors;
 use sam_core::amg;
 use sam_core::automatic_mask_generator::{
     AmgOptions, AmgProgress, MaskRecord, MaskSegmentation, OutputMode, SamAutomaticMaskGenerator,
-    records_to_sa1b,
+    max_buffer_bytes, points_per_decode, records_to_sa1b,
 };
 use sam_core::preprocess::RgbImage;
 use sam_core::rle::Rle;
@@ -589,15 +589,16 @@ fn whole_image_crop_matches_official_amg() {
 }
 
 /// AMG on wgpu natively (skipped with `SAM_SKIP_WGPU=1`, like the other wgpu tests): a small
-/// run (the whole-image crop, 4x4 points, one batch: lavapipe runs the full 64-point case in
-/// ~5 minutes) must give the masks and scores of the CPU backend, which
+/// run (the whole-image crop, 5x5 points, lavapipe runs the full 64-point case in ~5
+/// minutes) must give the masks and scores of the CPU backend, which
 /// `whole_image_crop_matches_official_amg` and the full cases check against the
 /// reference: same count, and per annotation (in order) mask IoU >= 0.99 and predicted IoU /
 /// stability within 1e-3.
 ///
-/// KNOWN BUG (reported): with 64 points a batch (the manifest's `points_per_batch`) `generate`
-/// fails on wgpu with "can't allocate buffer of size: 268435456" (64 full-size 1024x1024 f32
-/// mask planes in one buffer, at wgpu's 256 MiB `max_buffer_size`).
+/// The batch is the official 64 points: its 25 points need 200 MiB in one decoder buffer
+/// (`DECODER_BYTES_PER_POINT` each), over a 128 MiB storage-binding limit (lavapipe's, and
+/// WebGPU's default), so the generator must split it ([`points_per_decode`]); before it did,
+/// a 64-point batch failed with "can't allocate buffer of size: 268435456".
 #[test]
 fn small_amg_on_wgpu_matches_the_cpu_backend() {
     let all = devices();
@@ -608,14 +609,19 @@ fn small_amg_on_wgpu_matches_the_cpu_backend() {
     let tag = tiny_tag();
     let image = objects_image();
     let options = AmgOptions {
-        points_per_side: Some(4),
-        points_per_batch: 16,
+        points_per_side: Some(5),
+        points_per_batch: 64,
         pred_iou_thresh: 0.0,
         stability_score_thresh: 0.0,
         crop_n_layers: 0,
         output_mode: OutputMode::UncompressedRle,
         ..AmgOptions::default()
     };
+    let max_buffer = max_buffer_bytes(&all[1].1);
+    println!(
+        "wgpu: largest buffer {max_buffer:?} bytes, {} of 25 points decoded at once",
+        points_per_decode(options.points_per_batch, max_buffer)
+    );
     let mut runs = Vec::new();
     for (device_name, device) in all {
         let sam = load(&tag, &device);
