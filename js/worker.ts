@@ -349,6 +349,18 @@ const handlers: { [K in RequestType]: Handler<K> } = {
   },
 };
 
+/**
+ * Test hook: `self.__samTrapNext = "<request type>"` (set in this worker by tests/e2e/reliability.spec.ts
+ * through Playwright's `worker.evaluate`) makes the next call of that type fail as a trap of the wasm module
+ * does (a `WebAssembly.RuntimeError`), once. Nothing in the page or the package sets it.
+ */
+function trapIfArmed(type: RequestType): void {
+  const hook = self as unknown as { __samTrapNext?: string };
+  if (hook.__samTrapNext !== type) return;
+  delete hook.__samTrapNext;
+  throw new WebAssembly.RuntimeError("unreachable (trap forced by the test hook __samTrapNext)");
+}
+
 /** Calls that touch the model run one at a time, in order; the pure helpers do not wait. */
 const QUEUED: ReadonlySet<RequestType> = new Set<RequestType>(["load", "setImage", "predict", "generate", "exportEmbedding", "importEmbedding", "clearImage", "dispose"]);
 let queue: Promise<void> = Promise.resolve();
@@ -358,6 +370,7 @@ async function run(req: Request): Promise<void> {
     const handler = handlers[req.type] as Handler<typeof req.type>;
     if (cancelled.has(req.id)) throw new WorkerError("aborted", "aborted");
     lastConsoleError = "";
+    trapIfArmed(req.type);
     const { value, transfer } = await handler(req.id, req.args);
     post({ kind: "result", id: req.id, value }, transfer);
   } catch (e) {

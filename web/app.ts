@@ -16,7 +16,7 @@
 import { SamClient, SamError } from "../js/client.js";
 import { cutout, maskArea, maskBBox } from "../js/masks.js";
 import { isFatal, isSuperseded, RestartLimiter } from "./recovery.js";
-import { emptySession, imageKey, SessionStore, type Session } from "./sessions.js";
+import { emptySession, imageKey, SessionStore, type Eviction, type Session } from "./sessions.js";
 import type {
   BackendChoice,
   GenerateOptions,
@@ -173,8 +173,18 @@ interface Snapshot {
   nextObjectId: number;
 }
 
-/** The other images' work (the current image's lives in `state`). */
-const sessions = new SessionStore<SamObject, Snapshot>();
+/** The other images' work (the current image's lives in `state`), within sessions.ts's memory limits. */
+const sessions = new SessionStore<SamObject, Snapshot>(sessionBuffers);
+
+/** The masks and logits a session holds, in its objects and its undo/redo snapshots (shared ones repeat). */
+function* sessionBuffers(s: Session<SamObject, Snapshot>): Generator<ArrayBufferView | null> {
+  for (const objects of [s.objects, ...s.undo.map((u) => u.objects), ...s.redo.map((r) => r.objects)])
+    for (const o of objects) {
+      yield o.mask;
+      yield o.lowRes;
+      for (const c of o.choices) yield* [c.mask, c.lowRes];
+    }
+}
 
 // ---------- messages ----------
 
@@ -468,10 +478,19 @@ function currentSession(): Session<SamObject, Snapshot> {
   };
 }
 
+/** Says what the session store dropped to stay within its memory limits (nothing unexported is dropped). */
+function reportEviction(e: Eviction): void {
+  const parts: string[] = [];
+  if (e.dropped.length > 0) parts.push(`the objects of ${e.dropped.join(", ")} (all exported) were let go`);
+  if (e.trimmed.length > 0) parts.push(`the undo history of ${e.trimmed.join(", ")} was dropped (the objects are kept)`);
+  if (e.overLimit) parts.push("the images with unexported objects still use a lot of memory: export them (SA-1B JSON)");
+  if (parts.length > 0) showMessage(`To save memory, ${parts.join("; ")}.`, "warn", "sessions-evicted");
+}
+
 /** Shows an image; the previous image's objects and history are kept, and this image's come back. */
 function showImage(img: ImageData, name: string, displayOnly = false): void {
   const key = imageKey(img);
-  if (state.image) sessions.save(state.imageKey, currentSession());
+  const eviction = state.image ? sessions.save(state.imageKey, currentSession()) : null;
   const session = sessions.take(key) ?? emptySession<SamObject, Snapshot>(name);
   state.image = img;
   state.imageName = name;
@@ -492,6 +511,7 @@ function showImage(img: ImageData, name: string, displayOnly = false): void {
   state.dirty = session.dirty;
   if (session.objects.length > 0)
     showMessage(`${name}: ${session.objects.length} object${session.objects.length === 1 ? "" : "s"} from before restored (undo history too).`, "info", "session-restored");
+  if (eviction) reportEviction(eviction);
   ui.stageHint.hidden = true;
   ui.imageInfo.textContent = `${name}: ${img.width}×${img.height}`;
   for (const b of ui.samples.querySelectorAll("button")) b.classList.toggle("active", b.dataset.name === name);
