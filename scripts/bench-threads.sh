@@ -8,4 +8,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CHROMIUM_PATH="${CHROMIUM_PATH:-/usr/bin/chromium}"
-npx playwright test -c tests/e2e/bench.config.ts "$@"
+npx playwright test -c tests/e2e/bench.config.ts tests/e2e/threads.bench.ts "$@"
