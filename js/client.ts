@@ -1,4 +1,6 @@
 // SamClient: the page side of sam-browser. Every call is a message to the worker (worker.ts).
+import type { CocoMaskRecord, CocoSegmentation } from "./coco.js";
+import type { MaskPolygon, PolygonOptions } from "./polygons.js";
 import { buffersOf, type FromWorker, type ImagePayload, type RequestMap, type RequestType, type ToWorker } from "./protocol.js";
 import type {
   DecodedSa1b,
@@ -255,6 +257,21 @@ export class SamClient {
   async decodeSa1b(json: string): Promise<DecodedSa1b> {
     const r = await this.call("decodeSa1b", { json });
     return { file: JSON.parse(r.json) as Sa1bFile, masks: r.masks };
+  }
+
+  /** The polygons of each mask (row-major 0/1, height*width bytes): one per 8-connected part, with holes, in pixel-edge coordinates. */
+  maskToPolygons(masks: Uint8Array[], height: number, width: number, options?: PolygonOptions): Promise<MaskPolygon[][]> {
+    return this.call("maskToPolygons", { masks, height, width, options });
+  }
+
+  /** COCO's segmentation (compressed RLE, or with `polygons` the flat polygons), area and bbox of each mask (see buildCocoDataset). */
+  cocoRecords(masks: Uint8Array[], height: number, width: number, polygons: boolean, options?: PolygonOptions): Promise<CocoMaskRecord[]> {
+    return this.call("cocoRecords", { masks, height, width, polygons, options });
+  }
+
+  /** The masks of COCO segmentations (compressed RLE, or polygons united, each filled even-odd) on a height x width image. */
+  cocoMasks(segmentations: CocoSegmentation[], height: number, width: number): Promise<Uint8Array[]> {
+    return this.call("cocoMasks", { segmentations, height, width });
   }
 
   /** Frees the model and stops the worker. */

@@ -28,3 +28,7 @@ export type {
 } from "./types.js";
 export { maskToImageData, maskBBox, maskArea, cutout } from "./masks.js";
 export type { Rgba } from "./masks.js";
+export { polygonsToPath } from "./polygons.js";
+export type { MaskPolygon, Point, PolygonOptions } from "./polygons.js";
+export { buildCocoDataset, cocoDatasetMasks, parseCocoDataset, CocoFormatError, COCO_POLYGON_DEFAULTS, MAX_COCO_ANNOTATIONS } from "./coco.js";
+export type { CocoAnnotation, CocoCategory, CocoCodec, CocoDataset, CocoExportOptions, CocoImage, CocoImageInput, CocoLoadedImage, CocoMaskRecord, CocoObjectInput, CocoRle, CocoSegmentation } from "./coco.js";

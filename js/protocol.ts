@@ -11,6 +11,8 @@ import type {
   Prompt,
   SamErrorKind,
 } from "./types.js";
+import type { CocoMaskRecord, CocoSegmentation } from "./coco.js";
+import type { MaskPolygon, PolygonOptions } from "./polygons.js";
 
 export type CheckpointPayload =
   | { kind: "bytes"; bytes: Uint8Array }
@@ -36,6 +38,9 @@ export interface RequestMap {
   clearImage: { args: Record<string, never>; result: null };
   encodeRle: { args: { masks: Uint8Array[]; height: number; width: number }; result: string[] };
   decodeSa1b: { args: { json: string }; result: { json: string; masks: Uint8Array[] } };
+  maskToPolygons: { args: { masks: Uint8Array[]; height: number; width: number; options?: PolygonOptions }; result: MaskPolygon[][] };
+  cocoRecords: { args: { masks: Uint8Array[]; height: number; width: number; polygons: boolean; options?: PolygonOptions }; result: CocoMaskRecord[] };
+  cocoMasks: { args: { segmentations: CocoSegmentation[]; height: number; width: number }; result: Uint8Array[] };
   dispose: { args: Record<string, never>; result: null };
 }
 

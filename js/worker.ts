@@ -5,6 +5,7 @@ import type { GenerateProgress, Segmenter, SegmenterOptions } from "sam-wasm";
 import { Modules, threadCount } from "./modules.js";
 import { buffersOf, type CheckpointPayload, type ErrorPayload, type FromWorker, type ImagePayload, type Request, type RequestMap, type RequestType, type ToWorker } from "./protocol.js";
 import type { Prediction, Sa1bFile, SamErrorKind } from "./types.js";
+import type { CocoMaskRecord } from "./coco.js";
 
 declare const self: DedicatedWorkerGlobalScope;
 
@@ -340,6 +341,22 @@ const handlers: { [K in RequestType]: Handler<K> } = {
     const file = JSON.parse(normalized) as Sa1bFile;
     const masks = file.annotations.map((a) => decodeCocoRle(a.segmentation.counts, a.segmentation.size[0], a.segmentation.size[1]));
     return { value: { json: normalized, masks }, transfer: buffersOf(masks) };
+  },
+
+  async maskToPolygons(_id, { masks, height, width, options }) {
+    const { wasm } = await needModules().any();
+    return { value: masks.map((m) => wasm.maskToPolygons(m, height, width, options)) };
+  },
+
+  async cocoRecords(_id, { masks, height, width, polygons, options }) {
+    const { wasm } = await needModules().any();
+    return { value: masks.map((m) => wasm.cocoMaskRecord(m, height, width, polygons, options) as CocoMaskRecord) };
+  },
+
+  async cocoMasks(_id, { segmentations, height, width }) {
+    const { wasm } = await needModules().any();
+    const masks = segmentations.map((s) => (Array.isArray(s) ? wasm.cocoPolygonsToMask(s, height, width) : wasm.decodeCocoRle(s.counts, s.size[0], s.size[1])));
+    return { value: masks, transfer: buffersOf(masks) };
   },
 
   async dispose() {
