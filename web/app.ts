@@ -3,6 +3,9 @@
 //
 // URL parameters (handy for links and for the end-to-end tests):
 //   ?model=URL          load this checkpoint at start (downloaded once, then from Cache Storage)
+//   ?model=mobile_sam   a preset of the model menu (web/models.ts: mobile_sam, vit_b, vit_l, vit_h)
+//   ?mirror=URL         download the presets from URL<file> (a local mirror)
+//   ?outlines=1         draw objects as polygon outlines
 //   ?backend=auto|webgpu|cpu
 //   ?threads=N          CPU threads on this cross-origin isolated page (default: the cores, at most 8; 1: one thread)
 //   ?image=URL | sample:NAME   start with this image (default: the first bundled sample)
@@ -17,6 +20,9 @@ import { SamClient, SamError } from "../js/client.js";
 import { cutout, maskArea, maskBBox } from "../js/masks.js";
 import { isFatal, isSuperseded, RestartLimiter } from "./recovery.js";
 import { emptySession, imageKey, SessionStore, type Eviction, type Session } from "./sessions.js";
+import { buildSessionCoco, DEFAULT_CATEGORY, matchImage, mountCocoControls, readCocoFile, sizeOfKey, type SessionImage } from "./coco-export.js";
+import { downloadFailedMessage, mountModelMenu, presetNamed, presetUrl, type ModelPreset } from "./models.js";
+import { OUTLINE_TOLERANCE, OutlineRenderer } from "./outline.js";
 import type {
   BackendChoice,
   GenerateOptions,
@@ -128,6 +134,8 @@ interface SamObject {
   annotation: Sa1bAnnotation | null;
   /** Cached bounding box of the mask [x, y, w, h]. */
   bbox: Box | null;
+  /** COCO category name. */
+  category: string;
 }
 
 type ModelState = "none" | "loading" | "ready" | "error";
@@ -584,6 +592,7 @@ function newObject(source: SamObject["source"] = "prompt", name?: string): SamOb
     version: 0,
     annotation: null,
     bbox: null,
+    category: lastCategory,
   };
 }
 
@@ -791,6 +800,7 @@ function runHover(): void {
 
 function drawHover(mask: Uint8Array, color: [number, number, number]): void {
   const c = ui.hoverCanvas;
+  if (outlines.enabled) return void outlines.draw(c, [{ mask, color, lineWidth: 1.5 }]);
   const ctx = ctx2d(c);
   const img = ctx.createImageData(c.width, c.height);
   paintMask(img, mask, color, 90, null, true);
@@ -826,6 +836,10 @@ function paintMask(img: ImageData, mask: Uint8Array, color: [number, number, num
 /** The overlay: every object's mask in its colour, at the image's resolution (tests read these pixels). */
 function renderOverlay(): void {
   const c = ui.overlayCanvas;
+  if (outlines.enabled) {
+    const items = state.objects.flatMap((o) => (o.mask ? [{ mask: o.mask, color: o.color, lineWidth: o.id === state.selectedId ? 3 : 1.5 }] : []));
+    return void outlines.draw(c, items).catch((e: unknown) => reportError(e, "Outlines"));
+  }
   const ctx = ctx2d(c);
   const img = ctx.createImageData(c.width, c.height);
   const sel = state.selectedId;
@@ -989,6 +1003,8 @@ function updateStatus(): void {
   const any = state.objects.some((o) => o.mask);
   ui.exportMasks.disabled = !any;
   ui.exportJson.disabled = !any;
+  coco.category.value = sel?.category ?? "";
+  coco.category.disabled = !sel;
   if (!state.image) ui.stageHint.textContent = state.modelState === "ready" ? "Pick an image." : "Load a model and pick an image.";
   document.body.dataset.modelState = state.modelState;
   document.body.dataset.imageState = state.imageState;
@@ -1471,6 +1487,8 @@ interface SamDebugHook {
   overlayAlphaBase64(): string;
   lastSa1bJson(): string | null;
   lastGenerateJson(): string | null;
+  /** The last COCO export (instances.json text). */
+  lastCocoJson(): string | null;
   client(): SamClient | null;
 }
 
@@ -1531,9 +1549,91 @@ const hook: SamDebugHook = {
   },
   lastSa1bJson: () => state.lastSa1bJson,
   lastGenerateJson: () => state.lastGenerateJson,
+  lastCocoJson: () => lastCocoJson,
   client: () => state.client,
 };
 (window as unknown as { __sam: SamDebugHook }).__sam = hook;
+
+// ---------- COCO, model menu, outlines (coco-export.ts, models.ts, outline.ts) ----------
+
+/** The category new objects get: the last one typed. */
+let lastCategory = DEFAULT_CATEGORY;
+let lastCocoJson: string | null = null;
+
+const outlines = new OutlineRenderer(async (masks, height, width) => (await getClient()).maskToPolygons(masks, height, width, { tolerance: OUTLINE_TOLERANCE }));
+outlines.enabled = params.get("outlines") === "1";
+outlines.mount(ui.hoverToggle.closest("div, section, fieldset") ?? document.body, () => {
+  renderOverlay();
+  ctx2d(ui.hoverCanvas).clearRect(0, 0, ui.hoverCanvas.width, ui.hoverCanvas.height);
+});
+
+/** Every image of the page with objects: the shown one and the stored sessions. */
+function sessionImages(): SessionImage[] {
+  const out: SessionImage[] = [];
+  if (state.image) out.push({ name: state.imageName, width: state.image.width, height: state.image.height, objects: state.objects });
+  for (const [key, s] of sessions.entries()) {
+    const size = sizeOfKey(key);
+    if (size && s.objects.length > 0) out.push({ name: s.name, ...size, objects: s.objects });
+  }
+  return out;
+}
+
+async function exportCoco(format: "polygons" | "rle"): Promise<void> {
+  try {
+    const { json } = await buildSessionCoco(await getClient(), sessionImages(), format);
+    lastCocoJson = json;
+    download(new Blob([json], { type: "application/json" }), `${baseName()}-coco-${format}.json`);
+  } catch (e) {
+    await reportError(e, "COCO export");
+  }
+}
+
+/** Adds the objects a COCO file holds for the shown image (same file name, else the only image of its size). */
+async function loadCoco(file: File): Promise<void> {
+  try {
+    const img = state.image;
+    if (!img) throw new Error("open the image first");
+    const loaded = await readCocoFile(await getClient(), await file.text());
+    const match = matchImage(loaded, state.imageName, img.width, img.height);
+    if (!match) throw new Error(`${file.name} has no image named ${state.imageName} or of size ${img.width}x${img.height}`);
+    pushHistory();
+    for (const { annotation, category, mask } of match.objects) {
+      const o = newObject("file", `${category} ${annotation.id}`);
+      o.mask = mask;
+      o.category = category;
+      o.score = annotation.score ?? null;
+      o.bbox = maskBBox(mask, img.width, img.height);
+      state.objects.push(o);
+    }
+    state.selectedId = state.objects.at(-1)?.id ?? -1;
+    renderAll();
+  } catch (e) {
+    await reportError(e, "Loading COCO");
+  }
+}
+
+const coco = mountCocoControls(ui.exportJson, {
+  setCategory: (name) => {
+    lastCategory = name;
+    const o = selected();
+    if (o && o.category !== name) {
+      pushHistory();
+      o.category = name;
+    }
+  },
+  export: (format) => void exportCoco(format),
+  load: (file) => void loadCoco(file),
+});
+
+/** Loads a preset of the model menu; a failed download says to download the file and pick it. */
+async function loadPreset(p: ModelPreset): Promise<void> {
+  const url = presetUrl(p, params.get("mirror"));
+  ui.modelUrl.value = url;
+  if (!(await loadModel(url)) && state.lastError?.kind === "download") {
+    showMessage(downloadFailedMessage(p, url, state.lastError.message), "error", "download-preset");
+  }
+}
+const presetMenu = mountModelMenu(ui.modelUrlForm, (p) => void loadPreset(p));
 
 // ---------- start ----------
 
@@ -1558,7 +1658,12 @@ async function main(): Promise<void> {
         ? setImageFromUrl(sampleUrl(image.slice(7)))
         : setImageFromUrl(new URL(image, location.href).href);
   const model = params.get("model");
-  if (model) {
+  const preset = model ? presetNamed(model) : null;
+  if (preset) {
+    presetMenu.value = preset.id;
+    presetMenu.dispatchEvent(new Event("change"));
+    await Promise.all([imageTask, loadPreset(preset)]);
+  } else if (model) {
     ui.modelUrl.value = model;
     await Promise.all([imageTask, loadModel(new URL(model, location.href).href)]);
   } else {

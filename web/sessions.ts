@@ -143,6 +143,11 @@ export class SessionStore<O, S> {
     return [...this.sessions.values()].filter(hasUnexportedWork).map((s) => s.name);
   }
 
+  /** The stored sessions with their image keys, oldest first (for exports; not to be changed). */
+  entries(): [string, Session<O, S>][] {
+    return [...this.sessions];
+  }
+
   /** Bytes of the distinct buffers the stored sessions hold. */
   bytes(): number {
     return distinctBytes([...this.sessions.values()].flatMap((s) => [...this.buffers(s)]));
