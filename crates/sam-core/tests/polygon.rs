@@ -138,6 +138,36 @@ fn holes_survive_the_round_trip() {
     assert_eq!(ring[4 * w + 4], 0);
 }
 
+/// What pycocotools 2.0.11 makes of COCO polygons (`frPyObjects` + `merge` + `decode`/RLE):
+/// the ring's flat polygon with its bridged hole, and a triangle with fractional vertices, both
+/// equal to our rasterization pixel for pixel.
+#[test]
+fn pycocotools_fixtures() {
+    let (m, h, w) = ring_mask();
+    let p = mask_to_polygons(&m, h, w, &opts(0.0)).unwrap();
+    let flat = p[0].to_coco();
+    assert_eq!(
+        flat,
+        [
+            10., 1., 10., 10., 1., 10., 1., 1., 10., 1., 3., 3., 3., 6., 6., 6., 6., 3., 3., 3.
+        ]
+    );
+    let ring = coco_to_mask(&[flat], h, w).unwrap();
+    assert_eq!(
+        Rle::encode_u8(&ring, h, w).to_string_compressed(),
+        "=9300I020N020N0205000000W2"
+    );
+    let triangle = coco_to_mask(&[vec![0.5, 0.5, 7.3, 1.2, 3.1, 6.8]], 8, 8).unwrap();
+    let bits: String = triangle
+        .iter()
+        .map(|&v| if v != 0 { '1' } else { '0' })
+        .collect();
+    assert_eq!(
+        bits,
+        "0000000001111110011111000011110000111000000100000000000000000000"
+    );
+}
+
 #[test]
 fn largest_only_and_min_area() {
     let (m, h, w) = ring_mask();
