@@ -9,7 +9,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { Page } from "@playwright/test";
-import { artifacts, expect, hookObjects, screenPoint, selectedMask, status, test, waitPredicted, waitReady, type Env } from "./fixtures.js";
+import { artifacts, expect, hookObjects, overlayAlpha, screenPoint, selectedMask, status, test, waitPredicted, waitReady, type Env } from "./fixtures.js";
 import { maskIou, tagFor } from "./reference.js";
 
 /** A server of one file, /mobile_sam.pt (the kit's MobileSAM checkpoint), with or without CORS headers. */
@@ -106,6 +106,14 @@ test("a preset from a CORS mirror, a click, COCO polygons and RLE exported and l
     const exact = await page.evaluate((id) => (window as unknown as { __sam: { maskBase64(id?: number): string | null } }).__sam.maskBase64(id), all[2]!.id);
     expect(Buffer.from(exact ?? "", "base64").equals(Buffer.from(mask))).toBe(true);
     expect(all.map((o) => o.name.split(" ")[0])).toEqual([expect.any(String), "widget", "widget", "widget"]);
+
+    // Outlines: the overlay is redrawn from the polygons (stroked, so pixels outside the masks get ink too).
+    const filled = await overlayAlpha(page);
+    await page.check("#outline-toggle");
+    await expect.poll(async () => Buffer.from(await overlayAlpha(page)).equals(Buffer.from(filled))).toBe(false);
+    const outlined = await overlayAlpha(page);
+    const outside = outlined.reduce((n, a, i) => n + (a > 0 && !mask[i] ? 1 : 0), 0);
+    expect(outside).toBeGreaterThan(0);
   } finally {
     await m.close();
   }
