@@ -49,8 +49,12 @@ if [ "$threads" = 1 ]; then
   if [ "$profile" = --release ]; then dir=release; cargo_profile=(--release); fi
   # Plain cargo + wasm-bindgen (wasm-pack insists on a prebuilt wasm32 standard library,
   # which -Z build-std replaces).
-  cargo +"$toolchain" build -p sam-wasm --lib --target wasm32-unknown-unknown "${cargo_profile[@]}" \
-    --no-default-features --features threads -Z build-std=panic_abort,std
+  # The shared, imported memory and the thread-local storage exports that wasm-bindgen's threads
+  # need are linker arguments of the final crate only (cargo rustc: the dependencies keep their build).
+  cargo +"$toolchain" rustc -p sam-wasm --lib --target wasm32-unknown-unknown "${cargo_profile[@]}" \
+    --no-default-features --features threads -Z build-std=panic_abort,std -- \
+    -C link-arg=--shared-memory -C link-arg=--import-memory -C link-arg=--export=__wasm_init_tls \
+    -C link-arg=--export=__tls_size -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base
   out=crates/sam-wasm/pkg-threads
   wasm-bindgen --target web --out-dir "$out" "$CARGO_TARGET_DIR/wasm32-unknown-unknown/$dir/sam_wasm.wasm"
   shrink "$out/sam_wasm_bg.wasm" --enable-threads
