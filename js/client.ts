@@ -12,6 +12,7 @@ import type {
   LoadOptions,
   ModelInfo,
   Prediction,
+  PredictOptions,
   Prompt,
   Sa1bFile,
   SamClientOptions,
@@ -53,6 +54,7 @@ interface Pending {
 /** A queued "latest wins" predict not yet sent to the worker. */
 interface Waiting {
   prompt: Prompt;
+  options: PredictOptions | undefined;
   resolve: (value: Prediction | null) => void;
   reject: (error: SamError) => void;
 }
@@ -171,11 +173,14 @@ export class SamClient {
     return info;
   }
 
-  /** Decodes a prompt on the current image (fast). */
-  predict(prompt: Prompt): Promise<Prediction> {
+  /**
+   * Decodes a prompt on the current image (fast). `options` asks for less: `{ masks: "best",
+   * lowResLogits: false }` returns the best mask alone, without low-res logits (a hover preview).
+   */
+  predict(prompt: Prompt, options?: PredictOptions): Promise<Prediction> {
     // The mask input is copied and the copy transferred: callers usually keep theirs for the next refinement.
     const sent = prompt.maskInput ? { ...prompt, maskInput: prompt.maskInput.slice() } : prompt;
-    return this.call("predict", { prompt: sent }, buffersOf([sent.maskInput]));
+    return this.call("predict", options ? { prompt: sent, options } : { prompt: sent }, buffersOf([sent.maskInput]));
   }
 
   /**
@@ -183,7 +188,7 @@ export class SamClient {
    * at most one waits here; a newer call replaces the waiting one, whose promise resolves to null
    * without ever reaching the worker. So a fast-moving cursor never builds a queue of stale requests.
    */
-  predictLatest(prompt: Prompt, channel = "hover"): Promise<Prediction | null> {
+  predictLatest(prompt: Prompt, channel = "hover", options?: PredictOptions): Promise<Prediction | null> {
     let ch = this.channels.get(channel);
     if (!ch) {
       ch = { busy: false, waiting: null };
@@ -192,7 +197,7 @@ export class SamClient {
     return new Promise<Prediction | null>((resolve, reject) => {
       const c = ch;
       if (c.waiting) c.waiting.resolve(null);
-      c.waiting = { prompt, resolve, reject };
+      c.waiting = { prompt, options, resolve, reject };
       this.pump(c);
     });
   }
@@ -211,7 +216,7 @@ export class SamClient {
     const w = ch.waiting;
     ch.waiting = null;
     ch.busy = true;
-    this.predict(w.prompt).then(
+    this.predict(w.prompt, w.options).then(
       (r) => {
         ch.busy = false;
         w.resolve(r);

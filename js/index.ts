@@ -16,6 +16,7 @@ export type {
   ModelInfo,
   ModelType,
   Prediction,
+  PredictOptions,
   ProgressEvent,
   ProgressStage,
   Prompt,

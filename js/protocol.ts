@@ -7,6 +7,7 @@ import type {
   ModelInfo,
   ModelType,
   Prediction,
+  PredictOptions,
   ProgressEvent,
   Prompt,
   SamErrorKind,
@@ -31,7 +32,7 @@ export interface RequestMap {
     result: ModelInfo & { webgpuMissing: boolean };
   };
   setImage: { args: { image: ImagePayload }; result: ImageInfo };
-  predict: { args: { prompt: Prompt }; result: Prediction };
+  predict: { args: { prompt: Prompt; options?: PredictOptions }; result: Prediction };
   generate: { args: { options: GenerateOptions }; result: { json: string; generateMs: number } };
   exportEmbedding: { args: Record<string, never>; result: { npy: Uint8Array; width: number; height: number } };
   importEmbedding: { args: { npy: Uint8Array; width: number; height: number }; result: null };

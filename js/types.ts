@@ -76,6 +76,17 @@ export interface Prompt {
   multimask?: boolean;
 }
 
+/** What a predict returns besides the prompt's answer; omit for everything (the default). */
+export interface PredictOptions {
+  /**
+   * "all" (default): every mask of the prompt (3 with `multimask`). "best": only the mask of the
+   * highest score, e.g. for a hover preview (`best` is then 0); a third of the work after the decoder.
+   */
+  masks?: "all" | "best";
+  /** false: no low-res logits (`lowResLogits` is empty), for a result that is not refined later. Default true. */
+  lowResLogits?: boolean;
+}
+
 export interface Prediction {
   width: number;
   height: number;
@@ -83,7 +94,7 @@ export interface Prediction {
   masks: Uint8Array[];
   /** Predicted IoU of each mask. */
   scores: number[];
-  /** One per mask: 256*256 low-res logits, feed back as `maskInput` to refine. */
+  /** One per mask: 256*256 low-res logits, feed back as `maskInput` to refine (empty with `lowResLogits: false`). */
   lowResLogits: Float32Array[];
   /** Index of the mask with the highest score. */
   best: number;

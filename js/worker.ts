@@ -281,10 +281,10 @@ const handlers: { [K in RequestType]: Handler<K> } = {
     return { value: { width, height, embedMs } };
   },
 
-  async predict(_id, { prompt }) {
+  async predict(_id, { prompt, options }) {
     const sam = needModel();
     const t0 = performance.now();
-    const r = await sam.predict(prompt);
+    const r = await sam.predict(prompt, options ?? null);
     const value: Prediction = {
       width: r.width,
       height: r.height,

@@ -9,6 +9,11 @@
 # --wasm times our WebAssembly instead (the bench example built for wasm32-wasip1: CPU
 # backend, one thread, WebAssembly SIMD, as a page runs it) under Node's WASI (V8, Chrome's
 # engine), against PyTorch on one thread.
+# --binding (implies --wasm, for --model mobile_sam or tiny: the reference kit's file) times
+# the page's own module instead of PyTorch, beside the same WASI run: scripts/bench-binding.mjs
+# drives the wasm-bindgen binding from Node (Segmenter.create, setImage, first and later
+# clicks, and the hover request) and prints the ratios binding / core. The module is built by
+# scripts/build-wasm.sh (release + wasm-opt) unless --pkg DIR names one already built.
 # --malloc-tuned runs both with glibc's malloc keeping freed memory (MALLOC_MMAP_THRESHOLD_,
 # MALLOC_TRIM_THRESHOLD_): by default every large temporary is a fresh mmap, whose page faults
 # and unmapping cost both implementations ~40% of an embedding on this 2-core machine.
@@ -19,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-model=mobile_sam device=flex runs=3 clicks=10 threads=$(nproc) wasm=
+model=mobile_sam device=flex runs=3 clicks=10 threads=$(nproc) wasm= binding= pkg=
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) model=$2; shift 2 ;;
@@ -28,6 +33,8 @@ while [ $# -gt 0 ]; do
     --clicks) clicks=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --wasm) wasm=1; threads=1; shift ;;
+    --binding) binding=1 wasm=1; threads=1; shift ;;
+    --pkg) pkg=$2; shift 2 ;;
     --malloc-tuned)
       export MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296
       shift ;;
@@ -37,6 +44,24 @@ done
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sam-target}"
 export SAM_REFERENCE_DIR="${SAM_REFERENCE_DIR:-$(cd .. && pwd)/shared/reference}"
+if [ -n "$binding" ]; then
+  ckpt="$SAM_REFERENCE_DIR/${model}_seed0.pth"
+  [ -f "$ckpt" ] || { echo "--binding needs --model mobile_sam or tiny ($ckpt)" >&2; exit 2; }
+  if [ -z "$pkg" ]; then bash scripts/build-wasm.sh >&2; pkg=crates/sam-wasm/pkg; fi
+  out=$(mktemp -d)
+  echo "== sam-core ($model, WebAssembly under Node's WASI)" >&2
+  rustup target add wasm32-wasip1 >/dev/null 2>&1 || true
+  cargo build --release --quiet --target wasm32-wasip1 -p sam-core --no-default-features \
+    --features flex --example bench
+  SAM_WASI_DIRS="$SAM_REFERENCE_DIR" node --no-warnings scripts/wasi-run.mjs \
+    "$CARGO_TARGET_DIR/wasm32-wasip1/release/examples/bench.wasm" --model "$model" \
+    --checkpoint "$ckpt" --runs "$runs" --clicks "$clicks" > "$out/core.json"
+  cat "$out/core.json"
+  echo "== the page's module ($pkg, CPU backend, from Node)" >&2
+  exec node scripts/bench-binding.mjs --pkg "$pkg" --checkpoint "$ckpt" --runs "$runs" \
+    --clicks "$clicks" --core "$out/core.json" --light
+fi
+
 venv="$HOME/.cache/sam-bench-venv"
 cache="$HOME/.cache/sam-bench"
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import torch, segment_anything, mobile_sam, cv2" 2>/dev/null; then

@@ -785,7 +785,8 @@ function runHover(): void {
   const sel = selected();
   const base = sel && sel.source === "prompt" ? sel : null;
   const prompt = promptFor([...(base?.points ?? []), { x: p.x, y: p.y, label: 1 }], base?.box ?? null, base?.lowRes ?? null);
-  client.predictLatest(prompt, "hover").then(
+  // The preview shows the best mask only: ask for it alone, without low-res logits.
+  client.predictLatest(prompt, "hover", { masks: "best", lowResLogits: false }).then(
     (r) => {
       if (!r || epoch !== state.hoverEpoch || !state.image) return;
       const mask = r.masks[r.best];

@@ -104,6 +104,17 @@ pub struct Prompt {
     pub multimask_output: bool,
 }
 
+/// Which of a prompt's masks [`Sam::predict_masks`] upscales and returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MaskChoice {
+    /// All of them: three with `multimask_output`, else one (the official predictor).
+    #[default]
+    All,
+    /// The one of the highest predicted IoU (e.g. for a hover preview): a third of the
+    /// upscaling and of the read back with `multimask_output`.
+    Best,
+}
+
 /// What a prompt gives, on the device.
 #[derive(Clone, Debug)]
 pub struct Prediction {
@@ -178,10 +189,40 @@ impl Sam {
         })
     }
 
+    /// Does now the decoder's prompt-independent work on `emb` ([`Sam::image_keys`]), which
+    /// [`Sam::predict`] otherwise does at the first prompt without a mask input: call it after
+    /// [`Sam::set_image`] so that the first click costs what the later ones do.
+    pub fn prepare_prompts(&self, emb: &ImageEmbedding) -> Result<()> {
+        self.decoder_keys(emb).map(|_| ())
+    }
+
+    /// The cached [`ImageKeys`] of `emb`, made at the first call.
+    fn decoder_keys<'e>(&self, emb: &'e ImageEmbedding) -> Result<&'e ImageKeys> {
+        match emb.decoder_keys.get() {
+            Some(keys) => Ok(keys),
+            None => {
+                let keys = self.image_keys(emb.features.clone())?;
+                Ok(emb.decoder_keys.get_or_init(|| keys))
+            }
+        }
+    }
+
     /// The official `SamPredictor.predict` on an embedded image, without the host copy:
     /// the prompt is checked, moved to the 1024 frame, decoded, and the masks upscaled to the
     /// image size.
     pub fn predict(&self, emb: &ImageEmbedding, prompt: &Prompt) -> Result<Prediction> {
+        self.predict_masks(emb, prompt, MaskChoice::All)
+    }
+
+    /// [`Sam::predict`] keeping `choice` of the masks: with [`MaskChoice::Best`], only the
+    /// mask of the highest predicted IoU (the first of equals) is upscaled, and the
+    /// [`Prediction`] holds that one (`C` = 1), chosen on the device (nothing is read back).
+    pub fn predict_masks(
+        &self,
+        emb: &ImageEmbedding,
+        prompt: &Prompt,
+        choice: MaskChoice,
+    ) -> Result<Prediction> {
         let (coords, labels) = sparse_prompt(prompt, emb.original_size)?;
         let n = labels.len();
         let device = self.device();
@@ -195,18 +236,15 @@ impl Sam {
                 let dense = self.prompt_encoder.embed_masks(mask_tensor(mask, device)?);
                 self.decode(emb.features.clone(), sparse, dense)?
             }
-            None => {
-                let keys = match emb.decoder_keys.get() {
-                    Some(keys) => keys,
-                    None => {
-                        let keys = self.image_keys(emb.features.clone())?;
-                        emb.decoder_keys.get_or_init(|| keys)
-                    }
-                };
-                self.decode_with(keys, sparse)?
-            }
+            None => self.decode_with(self.decoder_keys(emb)?, sparse)?,
         };
-        let (low_res, iou) = out.select(prompt.multimask_output);
+        let (mut low_res, mut iou) = out.select(prompt.multimask_output);
+        if choice == MaskChoice::Best && iou.dims()[1] > 1 {
+            let [b, _, h, w] = low_res.dims();
+            let best = iou.clone().argmax(1); // [B, 1]
+            iou = iou.gather(1, best.clone());
+            low_res = low_res.gather(1, best.reshape([b, 1, 1, 1]).expand([b, 1, h, w]));
+        }
         Ok(Prediction {
             logits: postprocess_masks(low_res.clone(), emb.input_size, emb.original_size),
             iou_predictions: iou,
@@ -636,6 +674,20 @@ pub async fn read_f32<const D: usize>(t: Tensor<D>) -> Result<(Vec<usize>, Vec<f
 /// booleans as bytes or as 32-bit words; both are read as they are (no conversion pass on the
 /// device, a quarter or an eighth of the bytes of an integer copy).
 pub async fn read_bool<const D: usize>(t: Tensor<D, Bool>) -> Result<(Vec<usize>, Vec<bool>)> {
+    read_bool_as(t, |b| b).await
+}
+
+/// [`read_bool`] as bytes, 1 for true and 0 for false: what a mask handed on as bytes (a
+/// JS `Uint8Array`, an image) needs, without a `Vec<bool>` in between.
+pub async fn read_bool_bytes<const D: usize>(t: Tensor<D, Bool>) -> Result<(Vec<usize>, Vec<u8>)> {
+    read_bool_as(t, u8::from).await
+}
+
+/// Reads a boolean tensor back, each value mapped by `f`.
+async fn read_bool_as<const D: usize, T>(
+    t: Tensor<D, Bool>,
+    f: impl Fn(bool) -> T,
+) -> Result<(Vec<usize>, Vec<T>)> {
     let data = t
         .into_data_async()
         .await
@@ -643,12 +695,12 @@ pub async fn read_bool<const D: usize>(t: Tensor<D, Bool>) -> Result<(Vec<usize>
     let shape = data.shape().to_vec();
     let n: usize = shape.iter().product();
     let bytes = data.as_bytes();
-    let values: Vec<bool> = match data.dtype() {
+    let values: Vec<T> = match data.dtype() {
         DType::Bool(BoolStore::U32) if bytes.len() == 4 * n => bytes
             .chunks_exact(4)
-            .map(|w| w.iter().any(|&b| b != 0))
+            .map(|w| f(w.iter().any(|&b| b != 0)))
             .collect(),
-        DType::Bool(_) if bytes.len() == n => bytes.iter().map(|&b| b != 0).collect(),
+        DType::Bool(_) if bytes.len() == n => bytes.iter().map(|&b| f(b != 0)).collect(),
         other => {
             return Err(SamError::Backend(format!(
                 "boolean tensor data of {other:?} with {} bytes for {n} values",

@@ -8,7 +8,9 @@ mod common;
 use burn::tensor::{Device, Tensor};
 use common::*;
 use pollster::block_on;
-use sam_core::predictor::{OnnxInputs, OnnxOptions, postprocess_masks, read_bool, read_f32};
+use sam_core::predictor::{
+    MaskChoice, OnnxInputs, OnnxOptions, postprocess_masks, read_bool, read_f32,
+};
 use sam_core::preprocess::RgbImage;
 use sam_core::{ImageEmbedding, Prompt, Sam, SamError};
 use serde_json::Value;
@@ -568,4 +570,81 @@ fn prepared_image_decodes_like_plain_decode() {
         &host(plain.iou_predictions),
     );
     assert!(low < 1e-3 && iou < 1e-5, "low-res {low}, IoU {iou}");
+}
+
+/// `predict_masks` with `MaskChoice::Best` gives the mask, score and low-res logits of the
+/// highest score among those of `predict`, alone; `prepare_prompts` changes no output.
+#[test]
+fn best_mask_choice_is_the_best_of_all() {
+    let device = Device::flex();
+    let sam = Sam::from_bytes(&read(&format!("{}.pth", tiny_tag())), None, &device).unwrap();
+    let (w, h) = (96, 64);
+    let pixels = (0..w * h)
+        .flat_map(|i| {
+            let (x, y) = (i % w, i / w);
+            let inside = (30..70).contains(&x) && (20..50).contains(&y);
+            if inside {
+                [220, 40, 40]
+            } else {
+                [20, (x * 2) as u8, (y * 3) as u8]
+            }
+        })
+        .collect();
+    let emb = sam
+        .set_image(&RgbImage::new(w, h, pixels).unwrap())
+        .unwrap();
+    for multimask in [true, false] {
+        let prompt = Prompt {
+            points: vec![[50.0, 35.0]],
+            labels: vec![1],
+            multimask_output: multimask,
+            ..Default::default()
+        };
+        let all = sam.predict(&emb, &prompt).unwrap();
+        let best = sam.predict_masks(&emb, &prompt, MaskChoice::Best).unwrap();
+        let scores = host(all.iou_predictions.clone());
+        let b = scores
+            .iter()
+            .enumerate()
+            .fold(
+                (0, f32::NEG_INFINITY),
+                |a, (i, &s)| if s > a.1 { (i, s) } else { a },
+            )
+            .0;
+        let c = scores.len();
+        assert_eq!(c, if multimask { 3 } else { 1 });
+        assert_eq!(host(best.iou_predictions.clone()), vec![scores[b]]);
+        let [_, _, lh, lw] = all.low_res_logits.dims();
+        assert_eq!(best.low_res_logits.dims(), [1, 1, lh, lw]);
+        let pick = |t: Tensor<4>| {
+            let [_, _, th, tw] = t.dims();
+            t.slice([0..1, b..b + 1, 0..th, 0..tw])
+        };
+        assert_eq!(
+            host(best.low_res_logits),
+            host(pick(all.low_res_logits.clone()))
+        );
+        assert_eq!(best.logits.dims(), [1, 1, h, w]);
+        assert_eq!(host(best.logits), host(pick(all.logits.clone())));
+    }
+    // Prepared before the first prompt: the same prediction as prepared by it.
+    let again = sam
+        .set_image(&RgbImage::new(w, h, vec![7; w * h * 3]).unwrap())
+        .unwrap();
+    sam.prepare_prompts(&again).unwrap();
+    let prompt = Prompt {
+        points: vec![[10.0, 10.0]],
+        labels: vec![1],
+        multimask_output: true,
+        ..Default::default()
+    };
+    let prepared = sam.predict(&again, &prompt).unwrap();
+    let plain = sam
+        .predict(
+            &sam.set_image(&RgbImage::new(w, h, vec![7; w * h * 3]).unwrap())
+                .unwrap(),
+            &prompt,
+        )
+        .unwrap();
+    assert_eq!(host(prepared.low_res_logits), host(plain.low_res_logits));
 }

@@ -5,6 +5,7 @@ use js_sys::{Array, Float32Array, Object, Reflect, Uint8Array};
 use sam_core::ModelType;
 use sam_core::Prompt;
 use sam_core::automatic_mask_generator::{AmgOptions, AmgProgress, OutputMode};
+use sam_core::predictor::MaskChoice;
 use wasm_bindgen::prelude::*;
 
 use crate::backend::BackendChoice;
@@ -221,13 +222,52 @@ pub fn set(obj: &Object, name: &str, value: &JsValue) {
     let _ = Reflect::set(obj, &name.into(), value);
 }
 
-/// A `PredictResult` object from host values: `masks` (C x H x W row-major booleans),
-/// `scores` (C) and `low_res` (C x 256 x 256).
+/// What a `predict` call asks for besides the prompt (`PredictOptions`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PredictOptions {
+    /// `masks: "all"` (default) or `"best"`: the mask of the highest score only.
+    pub masks: MaskChoice,
+    /// `lowResLogits` (default true): return the 256x256 logits of each mask.
+    pub low_res_logits: bool,
+}
+
+impl Default for PredictOptions {
+    fn default() -> Self {
+        Self {
+            masks: MaskChoice::All,
+            low_res_logits: true,
+        }
+    }
+}
+
+/// The `options` of `predict` (undefined or null: everything, as before).
+pub fn predict_options(options: &JsValue) -> Result<PredictOptions, JsValue> {
+    let mut o = PredictOptions::default();
+    if let Some(v) = field(options, "masks")? {
+        o.masks = match v.as_string().as_deref() {
+            Some("all") => MaskChoice::All,
+            Some("best") => MaskChoice::Best,
+            _ => {
+                return Err(type_error(&format!(
+                    "options.masks must be \"all\" or \"best\", got {v:?}"
+                )));
+            }
+        };
+    }
+    if let Some(v) = field(options, "lowResLogits")? {
+        o.low_res_logits = boolean(&v, "options.lowResLogits")?;
+    }
+    Ok(o)
+}
+
+/// A `PredictResult` object from host values: `masks` (C x H x W row-major bytes, 0 or 1),
+/// `scores` (C) and `low_res` (C x 256 x 256; `None`: an empty `lowResLogits`). Each mask is
+/// copied once, from wasm memory into its own `Uint8Array`.
 pub fn predict_result(
     (height, width): (usize, usize),
-    masks: &[bool],
+    masks: &[u8],
     scores: &[f32],
-    low_res: &[f32],
+    low_res: Option<&[f32]>,
 ) -> JsValue {
     let c = scores.len();
     let hw = height * width;
@@ -235,8 +275,7 @@ pub fn predict_result(
     set(&out, "width", &JsValue::from(width as f64));
     set(&out, "height", &JsValue::from(height as f64));
     let mask_list = Array::new();
-    let bytes: Vec<u8> = masks.iter().map(|&b| b as u8).collect();
-    for m in bytes.chunks(hw).take(c) {
+    for m in masks.chunks(hw.max(1)).take(c) {
         mask_list.push(&Uint8Array::from(m));
     }
     set(&out, "masks", &mask_list);
@@ -246,9 +285,11 @@ pub fn predict_result(
     }
     set(&out, "scores", &score_list);
     let low = Array::new();
-    let per = low_res.len() / c.max(1);
-    for l in low_res.chunks(per.max(1)).take(c) {
-        low.push(&Float32Array::from(l));
+    if let Some(low_res) = low_res {
+        let per = low_res.len() / c.max(1);
+        for l in low_res.chunks(per.max(1)).take(c) {
+            low.push(&Float32Array::from(l));
+        }
     }
     set(&out, "lowResLogits", &low);
     let best = scores

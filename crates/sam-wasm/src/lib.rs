@@ -14,6 +14,7 @@ use wasm_bindgen::prelude::*;
 
 pub mod backend;
 pub mod convert;
+mod ctors;
 pub mod error;
 pub mod masks;
 pub mod polygons;
@@ -24,10 +25,11 @@ pub mod threads;
 pub use masks::{decode_coco_rle, encode_coco_rle, normalize_sa1b};
 pub use segmenter::Segmenter;
 
-/// Installs the panic hook (a Rust panic then shows its message in the console) once, when
-/// the module is instantiated.
+/// Installs the panic hook (a Rust panic then shows its message in the console) and runs the
+/// static constructors ([`ctors`]) once, when the module is instantiated.
 #[wasm_bindgen(start)]
 pub fn start() {
+    ctors::run_once();
     console_error_panic_hook::set_once();
 }
 
@@ -59,6 +61,14 @@ export interface PromptInput {
   multimask?: boolean;
 }
 
+/** What predict returns besides the prompt's answer; omit for everything. */
+export interface PredictOptions {
+  /** "all" (default): every mask of the prompt (3 with multimask). "best": only the one of the highest score (a hover preview), a third of the work after the decoder. */
+  masks?: "all" | "best";
+  /** false: no low-res logits (lowResLogits is empty), for a result that is not refined later. Default true. */
+  lowResLogits?: boolean;
+}
+
 export interface PredictResult {
   width: number;
   height: number;
@@ -66,7 +76,7 @@ export interface PredictResult {
   masks: Uint8Array[];
   /** Predicted IoU of each mask. */
   scores: number[];
-  /** One per mask: 256*256 low-res logits, to feed back as maskInput. */
+  /** One per mask: 256*256 low-res logits, to feed back as maskInput (empty with options.lowResLogits false). */
   lowResLogits: Float32Array[];
   /** Index of the mask with the highest score. */
   best: number;

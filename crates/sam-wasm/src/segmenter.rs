@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use burn::tensor::Tensor;
 use js_sys::{Promise, Uint8Array};
 use sam_core::automatic_mask_generator::{SamAutomaticMaskGenerator, records_to_sa1b};
-use sam_core::predictor::{read_bool, read_f32};
+use sam_core::predictor::{read_bool_bytes, read_f32};
 use sam_core::preprocess::RgbImage;
 use sam_core::{ImageEmbedding, Sam, SamError, sa1b};
 use wasm_bindgen::prelude::*;
@@ -48,6 +48,7 @@ impl Segmenter {
         #[wasm_bindgen(unchecked_param_type = "SegmenterOptions | null | undefined")]
         options: JsValue,
     ) -> Result<Segmenter, JsValue> {
+        crate::ctors::run_once();
         let (model_type, choice, on_progress) = convert::segmenter_options(&options)?;
         let backend = backend::select(choice).await?;
         let source = JsBytes(checkpoint.clone());
@@ -161,6 +162,9 @@ impl Segmenter {
             RgbImage::from_rgba(width, height, &rgba).map_err(|e| sam_error(SamError::Image(e)))?;
         drop(rgba);
         let embedding = self.sam.set_image(&image).map_err(sam_error)?;
+        // The decoder's work that does not depend on the prompt, now: the first click then
+        // costs what the later ones do.
+        self.sam.prepare_prompts(&embedding).map_err(sam_error)?;
         // Wait for the device to finish (one value read back), so the promise resolves when
         // the embedding exists and its time can be measured.
         let first: Tensor<4> = embedding.features.clone().slice([0..1, 0..1, 0..1, 0..1]);
@@ -174,22 +178,34 @@ impl Segmenter {
 
     /// Decodes a prompt (`{ points?, labels?, box?, maskInput?, multimask? }`, in image
     /// pixels) on the current image: masks at the image size, scores and low-res logits.
+    /// `options` (`{ masks?: "all" | "best", lowResLogits?: boolean }`) asks for less: a
+    /// hover preview needs the best mask only and no low-res logits.
     #[wasm_bindgen(unchecked_return_type = "PredictResult")]
     pub async fn predict(
         &self,
         #[wasm_bindgen(unchecked_param_type = "PromptInput")] prompt: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "PredictOptions | null | undefined")]
+        options: JsValue,
     ) -> Result<JsValue, JsValue> {
         let embedding = self.embedding()?;
         let prompt = convert::prompt(&prompt)?;
-        let pred = self.sam.predict(&embedding, &prompt).map_err(sam_error)?;
-        let (_, masks) = read_bool(pred.masks()).await.map_err(sam_error)?;
+        let options = convert::predict_options(&options)?;
+        let pred = self
+            .sam
+            .predict_masks(&embedding, &prompt, options.masks)
+            .map_err(sam_error)?;
+        let (_, masks) = read_bool_bytes(pred.masks()).await.map_err(sam_error)?;
         let (_, scores) = read_f32(pred.iou_predictions).await.map_err(sam_error)?;
-        let (_, low_res) = read_f32(pred.low_res_logits).await.map_err(sam_error)?;
+        let low_res = if options.low_res_logits {
+            Some(read_f32(pred.low_res_logits).await.map_err(sam_error)?.1)
+        } else {
+            None
+        };
         Ok(convert::predict_result(
             embedding.original_size,
             &masks,
             &scores,
-            &low_res,
+            low_res.as_deref(),
         ))
     }
 
@@ -286,6 +302,7 @@ impl Segmenter {
     pub fn import_embedding(&self, npy: &[u8], width: usize, height: usize) -> Result<(), JsValue> {
         let embedding =
             ImageEmbedding::from_npy(npy, (height, width), self.sam.device()).map_err(sam_error)?;
+        self.sam.prepare_prompts(&embedding).map_err(sam_error)?;
         *self.state.borrow_mut() = ImageState {
             embedding: Some(embedding),
             image: None,

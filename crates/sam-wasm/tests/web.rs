@@ -285,7 +285,7 @@ fn case_prompt(name: &str) -> JsValue {
 async fn check_case(seg: &Segmenter, backend: &str, case: &str, prompt: JsValue) {
     let t0 = now();
     let result = seg
-        .predict(prompt)
+        .predict(prompt.clone(), JsValue::UNDEFINED)
         .await
         .unwrap_or_else(|e| panic!("{case}: {}", message(&e)));
     let ms = now() - t0;
@@ -349,6 +349,31 @@ async fn check_case(seg: &Segmenter, backend: &str, case: &str, prompt: JsValue)
         "{case}: {flips} mask pixels differ (at most {mask_pixels})"
     );
     assert_eq!(best, ref_best, "{case}: best mask");
+
+    // The light request of a hover preview: the same best mask and score alone, no logits.
+    let options = js_sys::Object::new();
+    js_sys::Reflect::set(&options, &"masks".into(), &"best".into()).unwrap();
+    js_sys::Reflect::set(&options, &"lowResLogits".into(), &false.into()).unwrap();
+    let light = seg
+        .predict(prompt, options.into())
+        .await
+        .unwrap_or_else(|e| panic!("{case} (best only): {}", message(&e)));
+    let light_masks = Array::from(&get(&light, "masks"));
+    assert_eq!(light_masks.length(), 1, "{case}: one mask");
+    assert_eq!(
+        Uint8Array::from(light_masks.get(0)).to_vec(),
+        Uint8Array::from(masks.get(best as u32)).to_vec(),
+        "{case}: the best mask"
+    );
+    let light_scores = Array::from(&get(&light, "scores"));
+    assert_eq!(light_scores.length(), 1);
+    assert_eq!(
+        light_scores.get(0).as_f64().map(|v| v as f32),
+        Some(scores[best]),
+        "{case}: the best score"
+    );
+    assert_eq!(Array::from(&get(&light, "lowResLogits")).length(), 0);
+    assert_eq!(get(&light, "best").as_f64(), Some(0.0));
 }
 
 /// Embedding + the three prompt kinds against the reference, on one backend.
@@ -467,7 +492,10 @@ async fn errors_are_readable_js_errors() {
     let seg = segmenter("cpu").await;
     // No image yet.
     let err = seg
-        .predict(prompt(&[[1.0, 1.0]], &[1.0], None, None, false))
+        .predict(
+            prompt(&[[1.0, 1.0]], &[1.0], None, None, false),
+            JsValue::UNDEFINED,
+        )
         .await
         .unwrap_err();
     assert_eq!(error_name(&err), "InvalidStateError", "{}", message(&err));
@@ -508,7 +536,7 @@ async fn errors_are_readable_js_errors() {
         ),
         (JsValue::from("click"), "prompt object", "TypeError"),
     ] {
-        let err = seg.predict(p).await.unwrap_err();
+        let err = seg.predict(p, JsValue::UNDEFINED).await.unwrap_err();
         console_log!(
             "bad prompt ({what}): {}: {}",
             error_name(&err),
@@ -516,6 +544,15 @@ async fn errors_are_readable_js_errors() {
         );
         assert!(!message(&err).is_empty());
         assert_eq!(error_name(&err), name, "{what}: {}", message(&err));
+    }
+    // Bad predict options: TypeErrors naming the field.
+    for (field, value) in [("masks", JsValue::from("some")), ("lowResLogits", 1.into())] {
+        let options = js_sys::Object::new();
+        js_sys::Reflect::set(&options, &field.into(), &value).unwrap();
+        let p = prompt(&[[1.0, 1.0]], &[1.0], None, None, true);
+        let err = seg.predict(p, options.into()).await.unwrap_err();
+        assert_eq!(error_name(&err), "TypeError", "{}", message(&err));
+        assert!(message(&err).contains(field), "{}", message(&err));
     }
     // A bad embedding file: an Error naming the file problem.
     let err = seg.import_embedding(&[1, 2, 3], 10, 10).unwrap_err();
