@@ -134,10 +134,13 @@ export class SamClient {
     if (typeof checkpoint === "string" || checkpoint instanceof URL) {
       const url = new URL(String(checkpoint), typeof location === "undefined" ? undefined : location.href).href;
       source = { kind: "url", url, cache: options.cache ?? true, cacheName: options.cacheName ?? "sam-browser-weights" };
-    } else {
+    } else if (checkpoint instanceof Uint8Array || checkpoint instanceof ArrayBuffer) {
       const bytes = checkpoint instanceof Uint8Array ? checkpoint : new Uint8Array(checkpoint);
       source = { kind: "bytes", bytes };
       transfer.push(...buffersOf([bytes]));
+    } else {
+      // A Blob (File): cloned to the worker by reference, its bytes are not copied.
+      source = { kind: "blob", blob: checkpoint };
     }
     const args: RequestMap["load"]["args"] = { source };
     if (options.modelType) args.modelType = options.modelType;

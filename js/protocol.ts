@@ -17,6 +17,7 @@ import type { MaskPolygon, PolygonOptions } from "./polygons.js";
 
 export type CheckpointPayload =
   | { kind: "bytes"; bytes: Uint8Array }
+  | { kind: "blob"; blob: Blob }
   | { kind: "url"; url: string; cache: boolean; cacheName: string };
 
 export type ImagePayload =

@@ -5,8 +5,12 @@ export type ModelType = "vit_h" | "vit_l" | "vit_b" | "mobile_sam";
 export type Backend = "webgpu" | "cpu";
 export type BackendChoice = "auto" | Backend;
 
-/** A checkpoint: bytes, or a URL to download (absolute, or relative to the page). */
-export type CheckpointSource = ArrayBuffer | Uint8Array | URL | string;
+/**
+ * A checkpoint: bytes, a Blob (a picked or dropped File: read in slices by the worker, never as one
+ * buffer, so files past the ~2 GiB an ArrayBuffer may hold load), or a URL to download (absolute, or
+ * relative to the page).
+ */
+export type CheckpointSource = ArrayBuffer | Uint8Array | Blob | URL | string;
 
 /**
  * What setImage accepts: what `createImageBitmap` takes (an ImageBitmap, <img>, <canvas>, OffscreenCanvas,

@@ -113,8 +113,19 @@ function crossOriginHint(url: string): string {
 
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 0));
 
-async function readCheckpoint(id: number, source: CheckpointPayload): Promise<{ bytes: Uint8Array; fromCache: boolean; downloadMs: number }> {
-  if (source.kind === "bytes") return { bytes: source.bytes, fromCache: false, downloadMs: 0 };
+/**
+ * The checkpoint as the model reads it: a Uint8Array given by the page, or a Blob read in slices by the
+ * wasm module (FileReaderSync), never one buffer of the whole file (browsers refuse one past ~2 GiB).
+ * A Cache Storage hit is the cached Response's Blob; a download streams into Cache Storage and is
+ * then read back from it as a Blob; without Cache Storage (or when it refuses the file) the
+ * downloaded chunks become a Blob.
+ */
+async function readCheckpoint(
+  id: number,
+  source: CheckpointPayload,
+): Promise<{ data: Uint8Array | Blob; bytes: number; fromCache: boolean; downloadMs: number }> {
+  if (source.kind === "bytes") return { data: source.bytes, bytes: source.bytes.byteLength, fromCache: false, downloadMs: 0 };
+  if (source.kind === "blob") return { data: source.blob, bytes: source.blob.size, fromCache: false, downloadMs: 0 };
   const t0 = performance.now();
   const progress = (loaded: number, total: number, fromCache: boolean): void =>
     post({ kind: "progress", id, data: { stage: "download", loaded, total, fromCache } });
@@ -122,82 +133,90 @@ async function readCheckpoint(id: number, source: CheckpointPayload): Promise<{ 
   if (cache) {
     const hit = await cache.match(source.url);
     if (hit) {
-      const buf = new Uint8Array(await hit.arrayBuffer());
-      progress(buf.byteLength, buf.byteLength, true);
-      return { bytes: buf, fromCache: true, downloadMs: performance.now() - t0 };
+      const blob = await hit.blob();
+      progress(blob.size, blob.size, true);
+      return { data: blob, bytes: blob.size, fromCache: true, downloadMs: performance.now() - t0 };
     }
   }
   const controller = new AbortController();
   downloads.set(id, controller);
-  let response: Response;
+  const failed = (e: unknown): WorkerError =>
+    controller.signal.aborted
+      ? new WorkerError("aborted", "aborted")
+      : new WorkerError(`Download of ${source.url} failed: ${messageOf(e)}${crossOriginHint(source.url)}`, "download");
   try {
-    response = await fetch(source.url, { signal: controller.signal });
-  } catch (e) {
-    if (controller.signal.aborted) throw new WorkerError("aborted", "aborted");
-    throw new WorkerError(`Download of ${source.url} failed: ${messageOf(e)}${crossOriginHint(source.url)}`, "download");
-  }
-  if (!response.ok) {
-    downloads.delete(id);
-    throw new WorkerError(`Download of ${source.url} failed: HTTP ${response.status} ${response.statusText}`, "download");
-  }
-  const total = Number(response.headers.get("content-length") ?? 0) || 0;
-  const chunks: Uint8Array[] = [];
-  let loaded = 0;
-  // With a known length, write straight into one buffer (no second copy of a 2.5 GB file).
-  let whole: Uint8Array | null = total > 0 ? new Uint8Array(total) : null;
-  try {
-    const reader = response.body?.getReader();
-    if (!reader) {
-      whole = new Uint8Array(await response.arrayBuffer());
-      loaded = whole.byteLength;
-    } else {
-      let lastPost = 0;
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        if (whole && loaded + value.byteLength <= whole.byteLength) whole.set(value, loaded);
-        else {
-          if (whole) {
-            chunks.push(whole.subarray(0, loaded));
-            whole = null;
-          }
-          chunks.push(value);
-        }
-        loaded += value.byteLength;
-        const now = performance.now();
-        if (now - lastPost > 50) {
-          lastPost = now;
-          progress(loaded, total, false);
+    let response: Response;
+    try {
+      response = await fetch(source.url, { signal: controller.signal });
+    } catch (e) {
+      throw failed(e);
+    }
+    if (!response.ok) throw new WorkerError(`Download of ${source.url} failed: HTTP ${response.status} ${response.statusText}`, "download");
+    const total = Number(response.headers.get("content-length") ?? 0) || 0;
+    let loaded = 0;
+    let lastPost = 0;
+    const count = (chunk: Uint8Array): void => {
+      loaded += chunk.byteLength;
+      const now = performance.now();
+      if (now - lastPost > 50) {
+        lastPost = now;
+        progress(loaded, total, false);
+      }
+    };
+    if (cache && response.body) {
+      // Stream into Cache Storage (the file never is in memory), then read it back from there as a Blob.
+      const counted = response.body.pipeThrough(
+        new TransformStream<Uint8Array, Uint8Array>({
+          transform(chunk, out) {
+            count(chunk);
+            out.enqueue(chunk);
+          },
+        }),
+      );
+      const headers = { "content-type": "application/octet-stream" };
+      let cached: Response | undefined;
+      try {
+        await cache.put(source.url, new Response(counted, { headers }));
+        cached = await cache.match(source.url);
+      } catch (e) {
+        if (controller.signal.aborted) throw failed(e);
+        // Quota exceeded or no storage: download again, into memory.
+        console.warn(`sam-browser: could not cache ${source.url}: ${messageOf(e)}`);
+      }
+      if (cached) {
+        const blob = await cached.blob();
+        progress(blob.size, blob.size, false);
+        return { data: blob, bytes: blob.size, fromCache: false, downloadMs: performance.now() - t0 };
+      }
+      try {
+        response = await fetch(source.url, { signal: controller.signal });
+      } catch (e) {
+        throw failed(e);
+      }
+      loaded = 0;
+    }
+    const chunks: Uint8Array<ArrayBuffer>[] = [];
+    try {
+      const reader = response.body?.getReader();
+      if (!reader) chunks.push(new Uint8Array(await response.arrayBuffer()));
+      else {
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          chunks.push(value as Uint8Array<ArrayBuffer>);
+          count(value);
         }
       }
+    } catch (e) {
+      throw failed(e);
     }
-  } catch (e) {
-    if (controller.signal.aborted) throw new WorkerError("aborted", "aborted");
-    throw new WorkerError(`Download of ${source.url} failed: ${messageOf(e)}`, "download");
+    // A Blob of the chunks: no single buffer of the whole file (the browser may keep it on disk).
+    const blob = new Blob(chunks, { type: "application/octet-stream" });
+    progress(blob.size, blob.size, false);
+    return { data: blob, bytes: blob.size, fromCache: false, downloadMs: performance.now() - t0 };
   } finally {
     downloads.delete(id);
   }
-  let bytes: Uint8Array;
-  if (whole) bytes = loaded === whole.byteLength ? whole : whole.subarray(0, loaded);
-  else {
-    bytes = new Uint8Array(loaded);
-    let off = 0;
-    for (const c of chunks) {
-      bytes.set(c, off);
-      off += c.byteLength;
-    }
-  }
-  progress(loaded, loaded, false);
-  if (cache) {
-    try {
-      const headers = { "content-type": "application/octet-stream", "content-length": String(bytes.byteLength) };
-      await cache.put(source.url, new Response(bytes as Uint8Array<ArrayBuffer>, { headers }));
-    } catch (e) {
-      // Quota exceeded or no storage: the model still loads, it just is not cached.
-      console.warn(`sam-browser: could not cache ${source.url}: ${messageOf(e)}`);
-    }
-  }
-  return { bytes, fromCache: false, downloadMs: performance.now() - t0 };
 }
 
 async function toRgba(image: ImagePayload): Promise<{ data: Uint8Array; width: number; height: number }> {
@@ -230,7 +249,7 @@ const handlers: { [K in RequestType]: Handler<K> } = {
 
   async load(id, { source, modelType, backend }) {
     if (crashed) throw new WorkerError(`The model is unusable after an earlier failure (${crashed}). Reload the page.`, "other");
-    const { bytes, fromCache, downloadMs } = await readCheckpoint(id, source);
+    const { data, bytes, fromCache, downloadMs } = await readCheckpoint(id, source);
     const t0 = performance.now();
     const options: SegmenterOptions = {
       backend: backend ?? "auto",
@@ -241,7 +260,7 @@ const handlers: { [K in RequestType]: Handler<K> } = {
     wasmMemory = module.memory;
     // The new model is built next to the old one, which is freed only once the new one exists: a wrong
     // file leaves the previous model (and its image) usable. Peak memory is both models for a moment.
-    const built = await module.wasm.Segmenter.create(bytes, options);
+    const built = await module.wasm.Segmenter.create(data, options);
     segmenter?.free();
     segmenter = built;
     const buildMs = performance.now() - t0;
@@ -262,7 +281,7 @@ const handlers: { [K in RequestType]: Handler<K> } = {
         threads,
         modelType: built.modelType,
         fromCache,
-        bytes: bytes.byteLength,
+        bytes,
         downloadMs,
         buildMs,
         webgpuMissing,

@@ -325,7 +325,7 @@ function onProgress(p: ProgressEvent): void {
     if (p.stage === "download") {
       const pct = p.total > 0 ? ` (${((100 * p.loaded) / p.total).toFixed(0)}%)` : "";
       ui.modelProgressText.textContent = p.fromCache ? `from cache ${fmtBytes(p.loaded)}` : `download ${fmtBytes(p.loaded)}${pct}`;
-    } else ui.modelProgressText.textContent = `building model ${p.total > 0 ? `${p.loaded}/${p.total}` : ""}`;
+    } else ui.modelProgressText.textContent = `reading the weights ${fmtBytes(p.loaded)}${p.total > 0 ? ` of ${fmtBytes(p.total)}` : ""}`;
   } else if (p.stage === "generate") {
     ui.everythingProgressRow.hidden = false;
     ui.everythingProgress.max = Math.max(1, p.total);
@@ -388,9 +388,8 @@ async function loadModel(source: File | string, recovering = false): Promise<boo
       state.downloading = new AbortController();
       info = await client.load(source, { backend, cache: ui.useCache.checked, signal: state.downloading.signal });
     } else {
-      ui.modelProgressText.textContent = `reading ${fmtBytes(source.size)}`;
-      const bytes = await source.arrayBuffer();
-      info = await client.load(bytes, { backend });
+      // The File itself: the worker reads it in slices (a 2.4 GiB ViT-H never is one buffer).
+      info = await client.load(source, { backend });
     }
     state.modelInfo = info;
     state.modelState = "ready";

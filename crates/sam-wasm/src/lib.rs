@@ -13,6 +13,7 @@
 use wasm_bindgen::prelude::*;
 
 pub mod backend;
+pub mod blob;
 pub mod convert;
 mod ctors;
 pub mod error;

@@ -12,9 +12,9 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::backend::{self, Backend};
+use crate::blob::{Counted, checkpoint_source};
 use crate::convert;
 use crate::error::{js_error, sam_error, type_error};
-use crate::source::JsBytes;
 
 /// The largest image accepted, in pixels: sam-core's limit (a 16384x16384 image), for
 /// `setImage` and `importEmbedding` alike.
@@ -39,26 +39,34 @@ pub struct Segmenter {
 
 #[wasm_bindgen]
 impl Segmenter {
-    /// Builds the model from checkpoint bytes (official `.pth`, `mobile_sam.pt` or
-    /// `.safetensors`). `options`: `{ modelType?, backend?: "auto" | "webgpu" | "cpu",
-    /// onProgress?(loaded, total) }`.
+    /// Builds the model from a checkpoint (official `.pth`, `mobile_sam.pt` or
+    /// `.safetensors`): a `Uint8Array`, or a `Blob` (a `File`, a cached `Response`'s blob)
+    /// read in slices, in a worker ([`crate::blob`]). `options`: `{ modelType?, backend?:
+    /// "auto" | "webgpu" | "cpu", onProgress?(loaded, total) }`, progress in bytes of the file.
     #[wasm_bindgen(unchecked_return_type = "Segmenter")]
     pub async fn create(
-        checkpoint: &Uint8Array,
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array | Blob")] checkpoint: JsValue,
         #[wasm_bindgen(unchecked_param_type = "SegmenterOptions | null | undefined")]
         options: JsValue,
     ) -> Result<Segmenter, JsValue> {
         crate::ctors::run_once();
         let (model_type, choice, on_progress) = convert::segmenter_options(&options)?;
         let backend = backend::select(choice).await?;
-        let source = JsBytes(checkpoint.clone());
-        let mut progress = |loaded: usize, total: usize| {
+        let source = Counted::new(checkpoint_source(&checkpoint)?);
+        // Progress in bytes read from the file (the tensors' storages dominate), all of them
+        // once every tensor is loaded.
+        let mut progress = |tensors: usize, total: usize| {
             if let Some(f) = &on_progress {
+                let read = if tensors < total {
+                    source.bytes_read()
+                } else {
+                    source.total_bytes()
+                };
                 // A throwing progress callback must not stop the load.
                 let _ = f.call2(
                     &JsValue::NULL,
-                    &JsValue::from(loaded as f64),
-                    &JsValue::from(total as f64),
+                    &JsValue::from(read as f64),
+                    &JsValue::from(source.total_bytes() as f64),
                 );
             }
         };

@@ -171,7 +171,7 @@ async fn segmenter(backend: &str) -> Segmenter {
         seen.borrow_mut().push((loaded, total));
     });
     let seg = Segmenter::create(
-        &bytes,
+        bytes.into(),
         options(&[
             ("backend", backend.into()),
             ("onProgress", on_progress.as_ref().clone()),
@@ -454,7 +454,7 @@ async fn webgpu_matches_the_reference() {
 async fn errors_are_readable_js_errors() {
     // Not a checkpoint.
     let jpeg = Uint8Array::from(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F', b'I', b'F', 0][..]);
-    let err = Segmenter::create(&jpeg, options(&[("backend", "cpu".into())]))
+    let err = Segmenter::create(jpeg.clone().into(), options(&[("backend", "cpu".into())]))
         .await
         .err()
         .expect("a JPEG is not a checkpoint");
@@ -467,7 +467,7 @@ async fn errors_are_readable_js_errors() {
     assert_eq!(error_name(&err), "CheckpointError", "{}", message(&err));
     // Truncated.
     let cut = Uint8Array::from(&CHECKPOINT[..CHECKPOINT.len() / 2]);
-    let err = Segmenter::create(&cut, options(&[("backend", "cpu".into())]))
+    let err = Segmenter::create(cut.into(), options(&[("backend", "cpu".into())]))
         .await
         .err()
         .expect("half a checkpoint");
@@ -475,19 +475,42 @@ async fn errors_are_readable_js_errors() {
     assert_eq!(error_name(&err), "CheckpointError", "{}", message(&err));
     assert!(message(&err).contains("truncated"), "{}", message(&err));
     // Bad options.
-    let err = Segmenter::create(&jpeg, options(&[("backend", "tpu".into())]))
+    let err = Segmenter::create(jpeg.into(), options(&[("backend", "tpu".into())]))
         .await
         .err()
         .unwrap();
     assert!(message(&err).contains("backend"), "{}", message(&err));
     assert_eq!(error_name(&err), "TypeError", "{}", message(&err));
     let bytes = Uint8Array::from(CHECKPOINT);
-    let err = Segmenter::create(&bytes, options(&[("modelType", "mobile_sam".into())]))
-        .await
-        .err()
-        .expect("the tiny ViT is not MobileSAM");
+    let err = Segmenter::create(
+        bytes.clone().into(),
+        options(&[("modelType", "mobile_sam".into())]),
+    )
+    .await
+    .err()
+    .expect("the tiny ViT is not MobileSAM");
     console_log!("wrong model type: {}: {}", error_name(&err), message(&err));
     assert!(message(&err).contains("mobile_sam"), "{}", message(&err));
+    // A Blob is read with FileReaderSync, which the page's main thread does not have.
+    let parts = js_sys::Array::of1(&bytes);
+    let blob = web_sys::Blob::new_with_u8_array_sequence(&parts).unwrap();
+    let err = Segmenter::create(blob.into(), options(&[("backend", "cpu".into())]))
+        .await
+        .err()
+        .expect("no FileReaderSync outside a worker");
+    console_log!(
+        "Blob on the main thread: {}: {}",
+        error_name(&err),
+        message(&err)
+    );
+    assert_eq!(error_name(&err), "TypeError", "{}", message(&err));
+    assert!(message(&err).contains("Worker"), "{}", message(&err));
+    // Something else.
+    let err = Segmenter::create(JsValue::from(3), options(&[("backend", "cpu".into())]))
+        .await
+        .err()
+        .expect("a number is no checkpoint");
+    assert_eq!(error_name(&err), "TypeError", "{}", message(&err));
 
     let seg = segmenter("cpu").await;
     // No image yet.
