@@ -173,6 +173,18 @@ impl Segmenter {
         // The decoder's work that does not depend on the prompt, now: the first click then
         // costs what the later ones do.
         self.sam.prepare_prompts(&embedding).map_err(sam_error)?;
+        // One click at the centre, its masks read back and dropped: the buffers of a click
+        // (wasm memory growth, first touch of its pages) are made now, not at the user's
+        // first click.
+        let centre = sam_core::Prompt {
+            points: vec![[width as f32 / 2.0, height as f32 / 2.0]],
+            labels: vec![1],
+            multimask_output: true,
+            ..Default::default()
+        };
+        let warm = self.sam.predict(&embedding, &centre).map_err(sam_error)?;
+        read_bool_bytes(warm.masks()).await.map_err(sam_error)?;
+        read_f32(warm.low_res_logits).await.map_err(sam_error)?;
         // Wait for the device to finish (one value read back), so the promise resolves when
         // the embedding exists and its time can be measured.
         let first: Tensor<4> = embedding.features.clone().slice([0..1, 0..1, 0..1, 0..1]);
