@@ -54,7 +54,9 @@ impl Segmenter {
         let backend = backend::select(choice).await?;
         let source = Counted::new(checkpoint_source(&checkpoint)?);
         // Progress in bytes read from the file (the tensors' storages dominate), all of them
-        // once every tensor is loaded.
+        // once every tensor is loaded. Reported only when it goes up: a tensor served from
+        // bytes already read (a block read ahead) adds nothing to show.
+        let mut reported: Option<u64> = None;
         let mut progress = |tensors: usize, total: usize| {
             if let Some(f) = &on_progress {
                 let read = if tensors < total {
@@ -62,6 +64,10 @@ impl Segmenter {
                 } else {
                     source.total_bytes()
                 };
+                if reported.is_some_and(|last| read <= last) {
+                    return;
+                }
+                reported = Some(read);
                 // A throwing progress callback must not stop the load.
                 let _ = f.call2(
                     &JsValue::NULL,
