@@ -105,8 +105,11 @@ export class SamClient {
     const args: RequestMap["init"]["args"] = {};
     if (options.wasmUrl !== undefined) args.wasmUrl = href(options.wasmUrl);
     // The threaded module sits beside the worker (dist/threads/) unless told otherwise.
-    // (Not a literal `new URL("...", import.meta.url)`: bundlers would emit the .js alone, without its .wasm.)
-    args.threadsUrl = href(options.threadsUrl ?? new URL(THREADS_JS, import.meta.url));
+    // Not `new URL(..., import.meta.url)` written out: with a literal, bundlers would emit the .js alone,
+    // without its .wasm; with a variable, webpack 5 makes it a failing context module. A bundled app
+    // whose threaded module is not served there runs on one thread (see SamClientOptions.threadsUrl).
+    const here = import.meta.url;
+    args.threadsUrl = href(options.threadsUrl ?? new URL(THREADS_JS, here));
     if (options.threads !== undefined) args.threads = options.threads;
     const { webgpu } = await client.call("init", args);
     client.webgpuAvailable = webgpu;

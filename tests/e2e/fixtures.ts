@@ -68,7 +68,7 @@ interface HookWindow {
     status(): HookStatus;
     maskBase64(id?: number): string | null;
     overlayAlphaBase64(): string;
-    objects(): { id: number; area: number; choices: number[]; chosen: number; score: number | null; box: number[] | null }[];
+    objects(): { id: number; name: string; area: number; choices: number[]; chosen: number; score: number | null; box: number[] | null }[];
     lastSa1bJson(): string | null;
   };
 }
