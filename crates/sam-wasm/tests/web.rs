@@ -74,20 +74,26 @@ fn cpu_tol() -> Tol {
 /// 2.5 ULP, where the CPU is correctly rounded). The embedding still meets the kit's bound
 /// (measured 1.1e-5 on seed 0), but the decoder's softmaxes over 4096 image tokens and its x12
 /// hypernetwork scaling (logits ~ +-30) amplify it: measured 1.44e-3 on the low-res logits
-/// (a relative 5e-5), 1.45e-5 on IoU and 21 mask pixels of 921,600. The same binary on the
-/// CPU backend in the same browser is within the kit's bounds, so this is the GPU's
-/// arithmetic, not our code. The reference README allows a documented looser bound for a GPU
-/// backend's transcendentals; these are about 2x the measured error.
-const WEBGPU_TOL: Tol = Tol {
-    embed: 5e-5,
-    low_res: 3e-3,
-    iou: 3e-5,
-    mask_pixels: Some(50),
-};
+/// (a relative 5e-5), 1.45e-5 on IoU and 21 mask pixels of 921,600 on seed 0; 3.41e-3 on the
+/// low-res logits of seed 2's `points2_maskin_single`, whose kit bound is twice seed 0's. The
+/// same binary on the CPU backend in the same browser is within the kit's bounds, so this is
+/// the GPU's arithmetic, not our code. The reference README allows a documented looser bound for
+/// a GPU backend's transcendentals: these are fixed multiples of the kit's own (so they follow
+/// the kit's seed), equal on seed 0 to the bounds used before (embedding 5e-5, low-res 3e-3,
+/// IoU 3e-5: about 2x the error measured there).
+fn webgpu_tol() -> Tol {
+    let cpu = cpu_tol();
+    Tol {
+        embed: cpu.embed,
+        low_res: 6.0 * cpu.low_res,
+        iou: 3.0 * cpu.iou,
+        mask_pixels: Some(50),
+    }
+}
 
 fn tol(backend: &str) -> Tol {
     if backend == "webgpu" {
-        WEBGPU_TOL
+        webgpu_tol()
     } else {
         cpu_tol()
     }
