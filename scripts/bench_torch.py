@@ -11,7 +11,11 @@ are made once with the kit's own `make_reference.py` functions (official builder
 deterministic random weights, `torch.save(state_dict)`) into `--cache` and reused, so that the
 Rust bench can load the very same file (`--checkpoint`).
 
-    python scripts/bench_torch.py --model vit_b --threads 2 --runs 3 [--amg]
+    python scripts/bench_torch.py --model vit_b --threads 2 --runs 3 [--amg] [--device cuda]
+
+`--device cuda` times the same steps on a GPU (each set_image waits for the GPU; a click's
+masks come back to the host as numpy arrays), for the WebGPU comparison of BENCHMARKS.md. If
+the kit's `mobile_sam`/`tiny` file is not at hand, it is made like the vit_* ones.
 
 Needs CPU torch, segment-anything, mobilesam-mirror (scripts/bench.sh installs them in a venv).
 """
@@ -26,7 +30,8 @@ import time
 
 
 def stats(v):
-    return dict(median_ms=round(statistics.median(v) * 1e3, 2), min_ms=round(min(v) * 1e3, 2),
+    return dict(median_ms=round(statistics.median(v) * 1e3, 2), first_ms=round(v[0] * 1e3, 2),
+                min_ms=round(min(v) * 1e3, 2),
                 max_ms=round(max(v) * 1e3, 2), runs=len(v))
 
 
@@ -35,7 +40,7 @@ def peak_rss_mib():
 
 
 def checkpoint_path(mr, config, ref_dir, cache):
-    if config in ("mobile_sam", "tiny"):
+    if config in ("mobile_sam", "tiny") and os.path.exists(os.path.join(ref_dir, f"{config}_seed0.pth")):
         return os.path.join(ref_dir, f"{config}_seed0.pth")
     path = os.path.join(cache, f"{config}_seed0.pth")
     if not os.path.exists(path):
@@ -53,6 +58,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="mobile_sam", choices=["tiny", "mobile_sam", "vit_b", "vit_l", "vit_h"])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (timings then wait for the GPU)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--clicks", type=int, default=10)
     ap.add_argument("--amg", action="store_true", help="also time SamAutomaticMaskGenerator (32x32 points)")
@@ -77,7 +83,13 @@ def main():
     rss0 = peak_rss_mib()
     t = time.perf_counter()
     model = mr.build_model(args.model, checkpoint=pth)
+    model.to(args.device)
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    sync()
     out["load"] = stats([time.perf_counter() - t])
+    out["device"] = args.device
+    if args.device.startswith("cuda"):
+        out["gpu"] = torch.cuda.get_device_name()
     out["peak_rss_mib_after_load"] = round(peak_rss_mib(), 1)
     out["peak_rss_mib_before_load"] = round(rss0, 1)
     ns, _, _ = mr.sam_namespace(args.model)
@@ -89,6 +101,7 @@ def main():
         for _ in range(args.runs):
             t = time.perf_counter()
             predictor.set_image(image)
+            sync()
             times.append(time.perf_counter() - t)
         out["set_image"] = stats(times)
         # One click: three boolean masks at the image's size (what a person sees).

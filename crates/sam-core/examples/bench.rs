@@ -16,6 +16,8 @@
 //! gets) and runs under Node's WASI, to time our WebAssembly against the same PyTorch run:
 //! `scripts/bench.sh --wasm`.
 
+mod common;
+
 use std::time::Instant;
 
 use burn::tensor::Device;
@@ -23,22 +25,9 @@ use pollster::block_on;
 use sam_core::checkpoint::Checkpoint;
 use sam_core::modeling::image_encoder::ViTConfig;
 use sam_core::predictor::read_bool;
-use sam_core::preprocess::RgbImage;
 use sam_core::{ModelType, Prompt, Sam};
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn reference(name: &str) -> Vec<u8> {
-    let dir = std::env::var("SAM_REFERENCE_DIR").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/reference").to_string()
-    });
-    std::fs::read(format!("{dir}/{name}")).expect("reference kit file")
-}
+use common::{arg, reference, synthetic_image};
 
 /// In WebAssembly: the peak of live heap allocations so far, in MiB (the linear memory is
 /// made large up front for this build, see `.cargo/config.toml`, so its size says nothing).
@@ -214,7 +203,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Prints one timing line and returns its JSON (`median_ms`, `min_ms`, `max_ms`, `runs`).
+/// Prints one timing line and returns its JSON (`median_ms`, `first_ms`, `min_ms`, `max_ms`,
+/// `runs`): the first run is the cold one (pipeline compiles and autotuning on wgpu).
 fn stats(name: &str, v: &[f64]) -> serde_json::Value {
     let min = v.iter().cloned().fold(f64::INFINITY, f64::min);
     let max = v.iter().cloned().fold(0.0, f64::max);
@@ -224,32 +214,7 @@ fn stats(name: &str, v: &[f64]) -> serde_json::Value {
         v.len()
     );
     let r = |x: f64| (x * 100.0).round() / 100.0;
-    serde_json::json!({"median_ms": r(med), "min_ms": r(min), "max_ms": r(max), "runs": v.len()})
-}
-
-/// The synthetic test image (gradients and flat shapes), RGB, `width` x `height`.
-fn synthetic_image(width: usize, height: usize) -> RgbImage {
-    let mut data = Vec::with_capacity(width * height * 3);
-    for y in 0..height {
-        for x in 0..width {
-            let (u, v) = (x as f32 / width as f32, y as f32 / height as f32);
-            let disc = (u - 0.65).powi(2) + (v - 0.4).powi(2) < 0.03;
-            let rect = (0.1..0.4).contains(&u) && (0.55..0.85).contains(&v);
-            let px = if disc {
-                [230, 40, 40]
-            } else if rect {
-                [30, 200, 60]
-            } else {
-                [
-                    (40.0 + 180.0 * u) as u8,
-                    (30.0 + 200.0 * v) as u8,
-                    (200.0 - 150.0 * u * v) as u8,
-                ]
-            };
-            data.extend_from_slice(&px);
-        }
-    }
-    RgbImage::new(width, height, data).expect("image")
+    serde_json::json!({"median_ms": r(med), "first_ms": r(v[0]), "min_ms": r(min), "max_ms": r(max), "runs": v.len()})
 }
 
 fn main() {

@@ -1,0 +1,274 @@
+//! The GPU work of one embedding and one click on wgpu, phase by phase, as the page's binding
+//! does them (`crates/sam-wasm/src/segmenter.rs`): kernel launches (compute dispatches), the
+//! distinct kernels among them, kernels seen for the first time (pipelines compiled, autotune
+//! candidates), readbacks (count and bytes) and wall time. With `--timing`, each launch is also
+//! timed on the device (timestamp queries where the adapter has them, else host time around a
+//! blocking submit, as reported) and the costliest kernels are listed.
+//!
+//! ```text
+//! cargo run --release -p sam-core --example gpu_profile -- --model mobile_sam [--timing]
+//! ```
+//! `--model mobile_sam|tiny` loads the reference kit's file, `--checkpoint FILE` any
+//! checkpoint; `--width W --height H` (default 1024x768). One JSON object goes to stdout, a
+//! table to stderr. Launches are counted by cubecl's launch observer
+//! (`cubecl_runtime::logging::LaunchObserver`), on the thread that issues them; readbacks are
+//! the awaited reads this program makes, which are the binding's.
+//!
+//! The phases: `load`; `set_image` cold and warm (preprocessing + encoder); `prepare_prompts`
+//! (the decoder's per-image keys, made once at `setImage`); the warm-up click the binding makes
+//! at `setImage`; a `click` (three masks at the image size, scores, low-res logits), first and
+//! later; a `hover` (the best mask only, no low-res logits).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use burn::tensor::{Device, Tensor};
+use cubecl_runtime::logging::{
+    Duration, LaunchObservation, LaunchObserver, ProfileDuration, TimingMethod, TimingRequest,
+};
+use pollster::block_on;
+use sam_core::predictor::{MaskChoice, read_bool_bytes, read_f32};
+use sam_core::{ImageEmbedding, Prompt, Sam};
+
+use common::{arg, flag, reference, synthetic_image};
+
+/// What the observer saw during one phase.
+#[derive(Default)]
+struct Seen {
+    launches: BTreeMap<&'static str, usize>,
+    timings: Vec<(&'static str, Timing)>,
+    method: Option<TimingMethod>,
+}
+
+/// A launch's time on the device: unread (read once the phase is over), or already read.
+enum Timing {
+    Unread(ProfileDuration),
+    Read(Duration),
+}
+
+/// Counts every launch (and keeps its unread device timing under `--timing`).
+struct Observer {
+    timing: bool,
+    seen: Mutex<Seen>,
+}
+
+impl LaunchObserver for Observer {
+    fn launched(&self, kernel: &'static str) {
+        *self
+            .seen
+            .lock()
+            .unwrap()
+            .launches
+            .entry(kernel)
+            .or_default() += 1;
+    }
+    fn timing(&self) -> TimingRequest {
+        if self.timing {
+            TimingRequest::Deferred
+        } else {
+            TimingRequest::None
+        }
+    }
+    fn profiled(&self, kernel: &'static str, profile: ProfileDuration) {
+        let mut seen = self.seen.lock().unwrap();
+        seen.method = Some(profile.timing_method());
+        seen.timings.push((kernel, Timing::Unread(profile)));
+    }
+    fn timed(&self, kernel: &'static str, d: Duration, m: TimingMethod) {
+        let mut seen = self.seen.lock().unwrap();
+        seen.method = Some(m);
+        seen.timings.push((kernel, Timing::Read(d)));
+    }
+}
+
+/// The readbacks of a phase: how many awaited reads, how many bytes came back.
+#[derive(Default)]
+struct Reads {
+    count: usize,
+    bytes: usize,
+}
+
+impl Reads {
+    fn bools<const D: usize>(&mut self, t: Tensor<D, burn::tensor::Bool>) -> usize {
+        let (_, v) = block_on(read_bool_bytes(t)).expect("read masks");
+        self.count += 1;
+        self.bytes += v.len();
+        v.len()
+    }
+    fn floats<const D: usize>(&mut self, t: Tensor<D>) -> usize {
+        let (_, v) = block_on(read_f32(t)).expect("read floats");
+        self.count += 1;
+        self.bytes += v.len() * 4;
+        v.len()
+    }
+}
+
+/// Runs `work` as one phase and returns its profile as JSON (and prints a line).
+fn phase(
+    name: &str,
+    observer: &Arc<Observer>,
+    known: &mut BTreeSet<&'static str>,
+    work: impl FnOnce(&mut Reads),
+) -> serde_json::Value {
+    *observer.seen.lock().unwrap() = Seen::default();
+    let mut reads = Reads::default();
+    let t = Instant::now();
+    work(&mut reads);
+    let wall_ms = t.elapsed().as_secs_f64() * 1e3;
+    let seen = std::mem::take(&mut *observer.seen.lock().unwrap());
+    let launches: usize = seen.launches.values().sum();
+    let new: Vec<&str> = seen
+        .launches
+        .keys()
+        .filter(|k| !known.contains(*k))
+        .copied()
+        .collect();
+    known.extend(seen.launches.keys().copied());
+    let mut out = serde_json::json!({
+        "phase": name,
+        "wall_ms": (wall_ms * 100.0).round() / 100.0,
+        "dispatches": launches,
+        "distinct_kernels": seen.launches.len(),
+        "new_kernels": new.len(),
+        "readbacks": reads.count,
+        "readback_bytes": reads.bytes,
+    });
+    let mut line = format!(
+        "{name:<22} {wall_ms:>9.1} ms  {launches:>6} dispatches  {:>4} kernels ({:>3} new)  {} reads, {} bytes",
+        seen.launches.len(),
+        new.len(),
+        reads.count,
+        reads.bytes
+    );
+    if !seen.timings.is_empty() {
+        let mut by_kernel: BTreeMap<&str, f64> = BTreeMap::new();
+        let mut total = 0.0;
+        for (k, p) in seen.timings {
+            let d = match p {
+                Timing::Unread(p) => block_on(p.resolve()).map(|t| t.duration()),
+                Timing::Read(d) => Some(d),
+            };
+            if let Some(d) = d {
+                let ms = d.as_secs_f64() * 1e3;
+                total += ms;
+                *by_kernel.entry(k).or_default() += ms;
+            }
+        }
+        let mut top: Vec<(&str, f64)> = by_kernel.into_iter().collect();
+        top.sort_by(|a, b| b.1.total_cmp(&a.1));
+        top.truncate(8);
+        let short = |k: &str| {
+            cubecl_runtime::config::type_name_format(
+                k,
+                cubecl_runtime::config::TypeNameFormatLevel::Short,
+            )
+        };
+        out["kernel_ms"] = ((total * 100.0).round() / 100.0).into();
+        out["timing"] = format!("{:?}", seen.method).into();
+        out["top_kernels_ms"] = top
+            .iter()
+            .map(|(k, ms)| serde_json::json!([short(k), (ms * 100.0).round() / 100.0]))
+            .collect();
+        line += &format!("  kernels {total:.1} ms");
+    }
+    eprintln!("{line}");
+    out
+}
+
+fn main() {
+    let width: usize = arg("--width").and_then(|r| r.parse().ok()).unwrap_or(1024);
+    let height: usize = arg("--height").and_then(|r| r.parse().ok()).unwrap_or(768);
+    let model = arg("--model").unwrap_or_else(|| "mobile_sam".into());
+    let bytes = match arg("--checkpoint") {
+        Some(path) => std::fs::read(path).expect("checkpoint file"),
+        None => reference(&format!("{model}_seed0.pth")),
+    };
+    let device = Device::wgpu_options().init().expect("wgpu adapter");
+    let observer = Arc::new(Observer {
+        timing: flag("--timing"),
+        seen: Mutex::new(Seen::default()),
+    });
+    let _watching = LaunchObservation::new(observer.clone());
+    let mut known = BTreeSet::new();
+    let mut phases = Vec::new();
+
+    let mut sam = None;
+    phases.push(phase("load", &observer, &mut known, |_| {
+        sam = Some(Sam::from_bytes(&bytes, None, &device).expect("load"));
+        device.sync().ok();
+    }));
+    let sam = sam.unwrap();
+    let image = synthetic_image(width, height);
+    let mut embedding: Option<ImageEmbedding> = None;
+    for name in ["set_image (cold)", "set_image (warm)"] {
+        phases.push(phase(name, &observer, &mut known, |reads| {
+            let e = sam.set_image(&image).expect("set_image");
+            // The binding waits for the embedding with one value read back.
+            reads.floats(e.features.clone().slice([0..1, 0..1, 0..1, 0..1]));
+            embedding = Some(e);
+        }));
+    }
+    let embedding = embedding.unwrap();
+    phases.push(phase("prepare_prompts", &observer, &mut known, |reads| {
+        sam.prepare_prompts(&embedding).expect("prepare");
+        reads.floats(embedding.features.clone().slice([0..1, 0..1, 0..1, 0..1]));
+    }));
+    let (sam, embedding) = (&sam, &embedding);
+    let click = |x: f32, choice: MaskChoice, low_res: bool| {
+        move |reads: &mut Reads| {
+            let prompt = Prompt {
+                points: vec![[x, height as f32 / 2.0]],
+                labels: vec![1],
+                multimask_output: true,
+                ..Default::default()
+            };
+            let pred = sam
+                .predict_masks(embedding, &prompt, choice)
+                .expect("predict");
+            reads.bools(pred.masks());
+            reads.floats(pred.iou_predictions);
+            if low_res {
+                reads.floats(pred.low_res_logits);
+            }
+        }
+    };
+    let cx = width as f32 / 2.0;
+    phases.push(phase(
+        "warm-up click",
+        &observer,
+        &mut known,
+        click(cx, MaskChoice::All, true),
+    ));
+    for (i, name) in ["click (first)", "click (second)", "click (third)"]
+        .iter()
+        .enumerate()
+    {
+        let x = cx * 0.5 + 37.0 * i as f32;
+        phases.push(phase(
+            name,
+            &observer,
+            &mut known,
+            click(x, MaskChoice::All, true),
+        ));
+    }
+    for (i, name) in ["hover (first)", "hover (second)"].iter().enumerate() {
+        let x = cx * 1.4 + 23.0 * i as f32;
+        phases.push(phase(
+            name,
+            &observer,
+            &mut known,
+            click(x, MaskChoice::Best, false),
+        ));
+    }
+    let out = serde_json::json!({
+        "impl": "sam-core",
+        "model": model,
+        "device": "wgpu",
+        "image": [width, height],
+        "phases": phases,
+    });
+    println!("{out}");
+}
