@@ -30,7 +30,7 @@ use cubecl_runtime::logging::{
     Duration, LaunchObservation, LaunchObserver, ProfileDuration, TimingMethod, TimingRequest,
 };
 use pollster::block_on;
-use sam_core::predictor::{MaskChoice, read_bool_bytes, read_f32};
+use sam_core::predictor::{MaskChoice, Prediction, read_f32, read_prediction};
 use sam_core::{ImageEmbedding, Prompt, Sam};
 
 use common::{arg, flag, reference, synthetic_image};
@@ -92,11 +92,13 @@ struct Reads {
 }
 
 impl Reads {
-    fn bools<const D: usize>(&mut self, t: Tensor<D, burn::tensor::Bool>) -> usize {
-        let (_, v) = block_on(read_bool_bytes(t)).expect("read masks");
+    /// A click's results as the binding reads them: one transaction.
+    fn prediction(&mut self, pred: Prediction, low_res: bool) {
+        let host = block_on(read_prediction(pred, low_res)).expect("read prediction");
         self.count += 1;
-        self.bytes += v.len();
-        v.len()
+        self.bytes += host.masks.len()
+            + 4 * host.scores.len()
+            + 4 * host.low_res_logits.map_or(0, |v| v.len());
     }
     fn floats<const D: usize>(&mut self, t: Tensor<D>) -> usize {
         let (_, v) = block_on(read_f32(t)).expect("read floats");
@@ -228,11 +230,7 @@ fn main() {
             let pred = sam
                 .predict_masks(embedding, &prompt, choice)
                 .expect("predict");
-            reads.bools(pred.masks());
-            reads.floats(pred.iou_predictions);
-            if low_res {
-                reads.floats(pred.low_res_logits);
-            }
+            reads.prediction(pred, low_res);
         }
     };
     let cx = width as f32 / 2.0;

@@ -648,3 +648,30 @@ fn best_mask_choice_is_the_best_of_all() {
         .unwrap();
     assert_eq!(host(prepared.low_res_logits), host(plain.low_res_logits));
 }
+
+/// `read_prediction` (one transaction: one GPU round trip on wgpu) reads what separate reads
+/// of the masks, scores and low-res logits read, on every device.
+#[test]
+fn one_transaction_reads_what_separate_reads_read() {
+    use burn::tensor::Distribution::Normal;
+    use sam_core::predictor::{Prediction, read_bool_bytes, read_prediction};
+    for (name, device) in devices() {
+        let pred = Prediction {
+            logits: Tensor::<4>::random([1, 3, 40, 56], Normal(0.0, 1.0), &device),
+            iou_predictions: Tensor::<2>::random([1, 3], Normal(0.0, 1.0), &device),
+            low_res_logits: Tensor::<4>::random([1, 3, 256, 256], Normal(0.0, 1.0), &device),
+        };
+        let (shape, masks) = block_on(read_bool_bytes(pred.masks())).unwrap();
+        let scores = host(pred.iou_predictions.clone());
+        let low_res = host(pred.low_res_logits.clone());
+        for with_low_res in [true, false] {
+            let got = block_on(read_prediction(pred.clone(), with_low_res)).unwrap();
+            assert_eq!(got.mask_shape, shape, "{name}");
+            assert_eq!(got.masks, masks, "{name}");
+            assert!(masks.contains(&1) && masks.contains(&0), "{name}");
+            assert_eq!(got.scores, scores, "{name}");
+            let want = with_low_res.then(|| low_res.clone());
+            assert_eq!(got.low_res_logits, want, "{name}");
+        }
+    }
+}

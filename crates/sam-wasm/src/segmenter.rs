@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use burn::tensor::Tensor;
 use js_sys::{Promise, Uint8Array};
 use sam_core::automatic_mask_generator::{SamAutomaticMaskGenerator, records_to_sa1b};
-use sam_core::predictor::{read_bool_bytes, read_f32};
+use sam_core::predictor::{read_f32, read_prediction};
 use sam_core::preprocess::RgbImage;
 use sam_core::{ImageEmbedding, Sam, SamError, sa1b};
 use wasm_bindgen::prelude::*;
@@ -189,8 +189,7 @@ impl Segmenter {
             ..Default::default()
         };
         let warm = self.sam.predict(&embedding, &centre).map_err(sam_error)?;
-        read_bool_bytes(warm.masks()).await.map_err(sam_error)?;
-        read_f32(warm.low_res_logits).await.map_err(sam_error)?;
+        read_prediction(warm, true).await.map_err(sam_error)?;
         // Wait for the device to finish (one value read back), so the promise resolves when
         // the embedding exists and its time can be measured.
         let first: Tensor<4> = embedding.features.clone().slice([0..1, 0..1, 0..1, 0..1]);
@@ -220,18 +219,15 @@ impl Segmenter {
             .sam
             .predict_masks(&embedding, &prompt, options.masks)
             .map_err(sam_error)?;
-        let (_, masks) = read_bool_bytes(pred.masks()).await.map_err(sam_error)?;
-        let (_, scores) = read_f32(pred.iou_predictions).await.map_err(sam_error)?;
-        let low_res = if options.low_res_logits {
-            Some(read_f32(pred.low_res_logits).await.map_err(sam_error)?.1)
-        } else {
-            None
-        };
+        // One transaction: one GPU round trip for the masks, scores and low-res logits.
+        let host = read_prediction(pred, options.low_res_logits)
+            .await
+            .map_err(sam_error)?;
         Ok(convert::predict_result(
             embedding.original_size,
-            &masks,
-            &scores,
-            low_res.as_deref(),
+            &host.masks,
+            &host.scores,
+            host.low_res_logits.as_deref(),
         ))
     }
 
