@@ -146,7 +146,8 @@ fn phase(
         reads.bytes
     );
     if !seen.timings.is_empty() {
-        let mut by_kernel: BTreeMap<&str, f64> = BTreeMap::new();
+        // Per kernel name: device milliseconds and launches.
+        let mut by_kernel: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
         let mut total = 0.0;
         for (k, p) in seen.timings {
             let d = match p {
@@ -156,11 +157,13 @@ fn phase(
             if let Some(d) = d {
                 let ms = d.as_secs_f64() * 1e3;
                 total += ms;
-                *by_kernel.entry(k).or_default() += ms;
+                let e = by_kernel.entry(k).or_default();
+                e.0 += ms;
+                e.1 += 1;
             }
         }
-        let mut top: Vec<(&str, f64)> = by_kernel.into_iter().collect();
-        top.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let mut top: Vec<(&str, (f64, usize))> = by_kernel.into_iter().collect();
+        top.sort_by(|a, b| b.1.0.total_cmp(&a.1.0));
         top.truncate(8);
         let short = |k: &str| {
             cubecl_runtime::config::type_name_format(
@@ -170,9 +173,9 @@ fn phase(
         };
         out["kernel_ms"] = ((total * 100.0).round() / 100.0).into();
         out["timing"] = format!("{:?}", seen.method).into();
-        out["top_kernels_ms"] = top
+        out["top_kernels_ms_launches"] = top
             .iter()
-            .map(|(k, ms)| serde_json::json!([short(k), (ms * 100.0).round() / 100.0]))
+            .map(|(k, (ms, n))| serde_json::json!([short(k), (ms * 100.0).round() / 100.0, n]))
             .collect();
         line += &format!("  kernels {total:.1} ms");
     }
