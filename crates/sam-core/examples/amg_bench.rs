@@ -18,7 +18,7 @@ use burn::tensor::Device;
 use pollster::block_on;
 use safetensors::SafeTensors;
 use sam_core::Sam;
-use sam_core::automatic_mask_generator::{AmgOptions, SamAutomaticMaskGenerator};
+use sam_core::amg::{AmgOptions, SamAutomaticMaskGenerator};
 use sam_core::preprocess::{RgbImage, resize_rgb};
 
 fn arg(name: &str) -> Option<String> {

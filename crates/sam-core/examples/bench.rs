@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use pollster::block_on;
-use sam_core::checkpoint::Checkpoint;
+use sam_core::io::checkpoint::Checkpoint;
 use sam_core::modeling::image_encoder::ViTConfig;
 use sam_core::predictor::read_bool;
 use sam_core::{ModelType, Prompt, Sam};

@@ -1,11 +1,11 @@
-//! Writes a COCO instances file whose annotations are the polygons (`sam_core::polygon`) of the
+//! Writes a COCO instances file whose annotations are the polygons (`sam_core::io::polygon`) of the
 //! masks of SA-1B / AMG `coco_rle` files, each with its source RLE beside it (`"source_rle"`), for
 //! `scripts/check-coco.py` to compare with what pycocotools makes of the polygons.
 //!
 //! `cargo run -p sam-core --example coco_polygons -- OUT.json TOLERANCE FILE.json...`
 
-use sam_core::polygon::{PolygonOptions, mask_to_polygons};
-use sam_core::sa1b;
+use sam_core::io::polygon::{PolygonOptions, mask_to_polygons};
+use sam_core::io::sa1b;
 use serde_json::json;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,12 +1,12 @@
 //! Typed errors of sam-core. Every failure a user can cause (a wrong file, a bad prompt,
 //! an odd image) is one of these, never a panic.
 
-use crate::checkpoint::CheckpointError;
-use crate::npy::NpyError;
-use crate::polygon::PolygonError;
+use crate::io::checkpoint::CheckpointError;
+use crate::io::npy::NpyError;
+use crate::io::polygon::PolygonError;
+use crate::io::rle::RleError;
+use crate::io::sa1b::Sa1bError;
 use crate::preprocess::ImageError;
-use crate::rle::RleError;
-use crate::sa1b::Sa1bError;
 
 /// Any error sam-core returns.
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +23,7 @@ pub enum SamError {
     /// An SA-1B / AMG annotation file could not be read.
     #[error("annotation file: {0}")]
     Sa1b(#[from] Sa1bError),
-    /// A mask or polygon given to the conversions of [`crate::polygon`] is malformed or too large.
+    /// A mask or polygon given to the conversions of [`crate::io::polygon`] is malformed or too large.
     #[error("polygon: {0}")]
     Polygon(#[from] PolygonError),
     /// An image is empty, too large or its pixel buffer does not match its size.

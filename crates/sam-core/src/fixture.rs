@@ -4,7 +4,7 @@
 //! of any [`ModelType`] in `state_dict()` order (`sam_vit_h_4b8939.pth`, `sam_vit_l_0b3195.pth`,
 //! `sam_vit_b_01ec64.pth`, `mobile_sam.pt`, or a custom ViT such as the reference kit's
 //! `tiny`). [`write_checkpoint`] writes them as a torch `.pth` (see
-//! [`checkpoint::writer`](crate::checkpoint::writer)) with values drawn deterministically
+//! [`checkpoint::writer`](crate::io::checkpoint::writer)) with values drawn deterministically
 //! from a seed: the same model type and seed always give the same bytes.
 //!
 //! The values follow the reference kit's initialisation rules (`make_reference.py`'s
@@ -18,8 +18,8 @@
 use std::io::{Seek, Write};
 
 use crate::ModelType;
-use crate::checkpoint::StoredDType;
-use crate::checkpoint::writer::{TensorSpec, WriteError, write_pth};
+use crate::io::checkpoint::StoredDType;
+use crate::io::checkpoint::writer::{TensorSpec, WriteError, write_pth};
 use crate::modeling::image_encoder::ViTConfig;
 use crate::modeling::tiny_vit::TinyViTConfig;
 

@@ -2,17 +2,12 @@
 //! post-processing. Runs on any Burn device (CPU `flex`, `wgpu`/WebGPU) chosen at run time.
 
 pub mod amg;
-pub mod automatic_mask_generator;
-pub mod checkpoint;
 pub mod error;
 pub mod fixture;
+pub mod io;
 pub mod modeling;
-pub mod npy;
-pub mod polygon;
 pub mod predictor;
 pub mod preprocess;
-pub mod rle;
-pub mod sa1b;
 pub mod weights;
 
 pub use error::{Result, SamError};

@@ -15,12 +15,12 @@ use std::sync::OnceLock;
 
 use crate::Sam;
 use crate::error::{Result, SamError};
+use crate::io::npy;
 use crate::modeling::mask_decoder::NUM_MASK_TOKENS;
 use crate::modeling::prompt_encoder::{
     LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_NEGATIVE, LABEL_PAD, LABEL_POSITIVE,
 };
 use crate::modeling::transformer::ImageKeys;
-use crate::npy;
 use crate::preprocess::{self, IMG_SIZE, ImageError, MAX_IMAGE_PIXELS, RgbImage};
 
 /// Side of the low-res masks the decoder outputs and takes back as `mask_input`.

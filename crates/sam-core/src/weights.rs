@@ -4,8 +4,8 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::checkpoint::Checkpoint;
 use crate::error::Result;
+use crate::io::checkpoint::Checkpoint;
 
 /// A view of a checkpoint under a key prefix (`image_encoder.blocks.0.`), bound to a device.
 #[derive(Clone)]

@@ -21,14 +21,14 @@ use burn::tensor::Device;
 use common::*;
 use pollster::block_on;
 use safetensors::SafeTensors;
-use sam_core::amg;
-use sam_core::automatic_mask_generator::{
+use sam_core::amg::utils;
+use sam_core::amg::{
     AmgOptions, AmgProgress, MaskRecord, MaskSegmentation, OutputMode, SamAutomaticMaskGenerator,
     max_buffer_bytes, points_per_decode, records_to_sa1b,
 };
+use sam_core::io::rle::Rle;
+use sam_core::io::sa1b::{self, Annotation, Segmentation};
 use sam_core::preprocess::RgbImage;
-use sam_core::rle::Rle;
-use sam_core::sa1b::{self, Annotation, Segmentation};
 use sam_core::{Sam, SamError};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -670,7 +670,7 @@ fn default_options_are_the_official_ones() {
     assert_eq!(o.min_mask_region_area, 0);
     assert_eq!(o.output_mode, OutputMode::BinaryMask);
     o.validate().unwrap();
-    assert_eq!(o.layer_point_grids(), vec![amg::build_point_grid(32)]);
+    assert_eq!(o.layer_point_grids(), vec![utils::build_point_grid(32)]);
     for mode in [
         OutputMode::BinaryMask,
         OutputMode::UncompressedRle,
@@ -697,12 +697,12 @@ fn nonsense_options_are_rejected() {
             ..Default::default()
         },
         AmgOptions {
-            point_grids: Some(vec![amg::build_point_grid(4)]),
+            point_grids: Some(vec![utils::build_point_grid(4)]),
             ..Default::default()
         },
         AmgOptions {
             points_per_side: None,
-            point_grids: Some(vec![amg::build_point_grid(4)]),
+            point_grids: Some(vec![utils::build_point_grid(4)]),
             crop_n_layers: 1,
             ..Default::default()
         },
@@ -903,7 +903,8 @@ fn min_mask_region_area_postprocesses_the_generated_masks() {
             [x, y, x + bw, y + bh]
         })
         .collect();
-    let keep = amg::postprocess_small_regions(&mut rles, &mut boxes, min_area as f64, nms).unwrap();
+    let keep =
+        utils::postprocess_small_regions(&mut rles, &mut boxes, min_area as f64, nms).unwrap();
     println!(
         "min_mask_region_area {min_area}: {} masks before, {} after",
         plain.len(),
@@ -921,7 +922,7 @@ fn min_mask_region_area_postprocesses_the_generated_masks() {
         // Area and box describe the (possibly cleaned) mask; scores, point and crop are the
         // generated mask's.
         assert_eq!(r.area, mask.iter().filter(|&&b| b).count() as u64);
-        let b = amg::box_xyxy_to_xywh(amg::batched_mask_to_box(mask, h, w));
+        let b = utils::box_xyxy_to_xywh(utils::batched_mask_to_box(mask, h, w));
         assert_eq!(r.bbox, b.map(|v| v as usize));
         let src = &plain[k];
         assert_eq!(

@@ -4,7 +4,7 @@
 mod common;
 
 use common::reference_dir;
-use sam_core::amg::*;
+use sam_core::amg::utils::*;
 use serde_json::Value;
 
 /// The manifests of the kit's models (`common::model_tags`), any seed.
@@ -436,7 +436,7 @@ fn empty_and_full_masks_are_unchanged() {
 
 #[test]
 fn postprocess_small_regions_updates_changed_masks() {
-    use sam_core::rle::Rle;
+    use sam_core::io::rle::Rle;
     let (a, h, w) = grid(&[
         "###.....", //
         "#.#....#", //

@@ -8,7 +8,7 @@ use std::cell::Cell;
 use std::io::{Cursor, Write};
 use std::path::PathBuf;
 
-use sam_core::checkpoint::{
+use sam_core::io::checkpoint::{
     ByteSource, Checkpoint, CheckpointError, CheckpointFormat, StoredDType, contiguous_strides,
     gather_strided,
 };

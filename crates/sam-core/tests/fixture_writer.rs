@@ -9,9 +9,9 @@ mod common;
 use std::io::Cursor;
 
 use sam_core::ModelType;
-use sam_core::checkpoint::writer::{TensorSpec, write_pth};
-use sam_core::checkpoint::{Checkpoint, StoredDType};
 use sam_core::fixture::{checkpoint_bytes, official_tensors, write_checkpoint};
+use sam_core::io::checkpoint::writer::{TensorSpec, write_pth};
+use sam_core::io::checkpoint::{Checkpoint, StoredDType};
 use sam_core::modeling::image_encoder::ViTConfig;
 use serde_json::Value;
 

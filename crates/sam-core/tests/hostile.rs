@@ -10,14 +10,12 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use burn::tensor::Device;
 use common::*;
 use safetensors::tensor::{Dtype, TensorView};
-use sam_core::automatic_mask_generator::{
-    AmgOptions, MAX_GRID_POINTS, MAX_POINTS_PER_BATCH, MAX_POINTS_PER_SIDE,
-};
-use sam_core::checkpoint::{Checkpoint, CheckpointError};
-use sam_core::npy::{self, NpyError};
+use sam_core::amg::{AmgOptions, MAX_GRID_POINTS, MAX_POINTS_PER_BATCH, MAX_POINTS_PER_SIDE};
+use sam_core::io::checkpoint::{Checkpoint, CheckpointError};
+use sam_core::io::npy::{self, NpyError};
+use sam_core::io::rle::{CocoRle, MAX_MASK_PIXELS, Rle, RleError};
+use sam_core::io::sa1b::{self, MAX_ANNOTATIONS, MAX_JSON_BYTES, Sa1bError};
 use sam_core::preprocess::{ImageError, MAX_IMAGE_PIXELS, RgbImage};
-use sam_core::rle::{CocoRle, MAX_MASK_PIXELS, Rle, RleError};
-use sam_core::sa1b::{self, MAX_ANNOTATIONS, MAX_JSON_BYTES, Sa1bError};
 use sam_core::{ImageEmbedding, Sam, SamError};
 
 /// One tensor of a checkpoint being rewritten: name, shape, dtype and little-endian bytes.

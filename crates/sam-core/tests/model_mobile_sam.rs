@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use common::*;
-use sam_core::checkpoint::Checkpoint;
+use sam_core::io::checkpoint::Checkpoint;
 use sam_core::modeling::sam::ImageEncoder;
 use sam_core::modeling::tiny_vit::{TinyViT, TinyViTConfig};
 use sam_core::weights::WeightLoader;

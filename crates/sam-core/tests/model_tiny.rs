@@ -60,7 +60,7 @@ fn encoder_intermediates_match() {
     let pre = RefFile::open("preprocess.safetensors");
     let device = Device::flex();
     let bytes = read(&format!("{tag}.pth"));
-    let ckpt = sam_core::checkpoint::Checkpoint::from_bytes(&bytes).unwrap();
+    let ckpt = sam_core::io::checkpoint::Checkpoint::from_bytes(&bytes).unwrap();
     let config = ModelType::detect(&ckpt).unwrap().vit_config().unwrap();
     let arch = &manifest["architecture"];
     let n = |k: &str| {

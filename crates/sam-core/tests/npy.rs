@@ -1,9 +1,9 @@
-//! Tests of `sam_core::npy` against files written by numpy 2.4.6
+//! Tests of `sam_core::io::npy` against files written by numpy 2.4.6
 //! (`tests/fixtures/*.npy`, made by `tests/fixtures/gen_fixtures.py`).
 
 use std::path::Path;
 
-use sam_core::npy::{NpyArray, NpyError, read_npy_f32, write_npy_f32};
+use sam_core::io::npy::{NpyArray, NpyError, read_npy_f32, write_npy_f32};
 
 fn fixture(name: &str) -> Vec<u8> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -282,7 +282,7 @@ fn very_long_header_uses_version_2_and_is_refused_by_the_reader() {
     // The reader bounds what it takes from a file: a header this long (30,000 dimensions) is
     // over `MAX_HEADER_BYTES` / `MAX_DIMS` and refused with a typed error, not parsed
     // (version-2 headers of ordinary length are read: `versions_2_and_3_are_read`).
-    assert!(hl > sam_core::npy::MAX_HEADER_BYTES);
+    assert!(hl > sam_core::io::npy::MAX_HEADER_BYTES);
     match read_npy_f32(&bytes) {
         Err(NpyError::BadHeader(msg)) => assert!(msg.contains("limit"), "{msg}"),
         other => panic!("expected a header over the limit, got {other:?}"),

@@ -5,12 +5,12 @@
 mod common;
 
 use proptest::prelude::*;
-use sam_core::polygon::{
+use sam_core::io::polygon::{
     MAX_POLYGON_POINTS, Polygon, PolygonError, PolygonOptions, coco_to_mask, mask_to_polygons,
     polygons_to_mask, signed_area,
 };
-use sam_core::rle::{MAX_MASK_PIXELS, Rle};
-use sam_core::sa1b;
+use sam_core::io::rle::{MAX_MASK_PIXELS, Rle};
+use sam_core::io::sa1b;
 
 fn opts(tolerance: f64) -> PolygonOptions {
     PolygonOptions {

@@ -1,8 +1,8 @@
 //! COCO RLE: pycocotools fixtures, error cases and round-trip properties.
 
 use proptest::prelude::*;
-use sam_core::amg::{batched_mask_to_box, box_xyxy_to_xywh};
-use sam_core::rle::{Rle, RleError};
+use sam_core::amg::utils::{batched_mask_to_box, box_xyxy_to_xywh};
+use sam_core::io::rle::{Rle, RleError};
 
 fn mask_from_bits(bits: &str) -> Vec<bool> {
     bits.bytes().map(|b| b == b'1').collect()
@@ -254,7 +254,7 @@ proptest! {
 
     #[test]
     fn large_counts_roundtrip(
-        counts in proptest::collection::vec(1u32..(sam_core::rle::MAX_MASK_PIXELS / 11) as u32, 1..12),
+        counts in proptest::collection::vec(1u32..(sam_core::io::rle::MAX_MASK_PIXELS / 11) as u32, 1..12),
         extra in 1u32..1 << 20,
     ) {
         // string coding only (mask not materialized): zero-run 0 first; up to 11 runs of up
@@ -266,7 +266,7 @@ proptest! {
         let s = rle.to_string_compressed();
         prop_assert_eq!(Rle::from_string_compressed(&s, rle.size).unwrap(), rle);
         // the same counts for a mask past the limit are refused before any allocation
-        let over = sam_core::rle::MAX_MASK_PIXELS as u64 + u64::from(extra);
+        let over = sam_core::io::rle::MAX_MASK_PIXELS as u64 + u64::from(extra);
         let last = c.last_mut().unwrap();
         *last += (over - total) as u32;
         let big = Rle { size: [1, over as usize], counts: c };

@@ -5,9 +5,9 @@ mod common;
 
 use std::collections::HashMap;
 
-use sam_core::amg::{batched_mask_to_box, box_xyxy_to_xywh};
-use sam_core::rle::Rle;
-use sam_core::sa1b::*;
+use sam_core::amg::utils::{batched_mask_to_box, box_xyxy_to_xywh};
+use sam_core::io::rle::Rle;
+use sam_core::io::sa1b::*;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 

@@ -12,7 +12,7 @@ use std::cell::{Cell, RefCell};
 use std::io;
 
 use js_sys::Uint8Array;
-use sam_core::checkpoint::ByteSource;
+use sam_core::io::checkpoint::ByteSource;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{Blob, FileReaderSync};
 

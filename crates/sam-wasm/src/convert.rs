@@ -4,7 +4,7 @@
 use js_sys::{Array, Float32Array, Object, Reflect, Uint8Array};
 use sam_core::ModelType;
 use sam_core::Prompt;
-use sam_core::automatic_mask_generator::{AmgOptions, AmgProgress, OutputMode};
+use sam_core::amg::{AmgOptions, AmgProgress, OutputMode};
 use sam_core::predictor::MaskChoice;
 use wasm_bindgen::prelude::*;
 

@@ -1,9 +1,9 @@
-//! Mask helpers for pages: COCO RLE strings and SA-1B files, all from `sam_core::rle` and
-//! `sam_core::sa1b` (one implementation of the format for Rust and JS).
+//! Mask helpers for pages: COCO RLE strings and SA-1B files, all from `sam_core::io::rle` and
+//! `sam_core::io::sa1b` (one implementation of the format for Rust and JS).
 
 use sam_core::SamError;
-use sam_core::rle::Rle;
-use sam_core::sa1b::{self, ImageInfo, Sa1bFile, Segmentation};
+use sam_core::io::rle::Rle;
+use sam_core::io::sa1b::{self, ImageInfo, Sa1bFile, Segmentation};
 use wasm_bindgen::prelude::*;
 
 use crate::error::{sam_error, type_error};
@@ -27,7 +27,7 @@ pub fn encode_coco_rle(mask: &[u8], height: usize, width: usize) -> Result<Strin
 }
 
 /// The row-major 0/1 bytes (`height * width`) of a COCO RLE counts string. A malformed string,
-/// or a mask over `sam_core::rle::MAX_MASK_PIXELS`, throws an `Error` named `RleError`
+/// or a mask over `sam_core::io::rle::MAX_MASK_PIXELS`, throws an `Error` named `RleError`
 /// (before anything is allocated).
 #[wasm_bindgen(js_name = decodeCocoRle)]
 pub fn decode_coco_rle(counts: &str, height: usize, width: usize) -> Result<Vec<u8>, JsValue> {
@@ -39,8 +39,8 @@ pub fn decode_coco_rle(counts: &str, height: usize, width: usize) -> Result<Vec<
 /// Checks an SA-1B file (`{"image": .., "annotations": [..]}`) or a bare list of annotation
 /// records and returns it as an SA-1B JSON string with compressed RLE counts. Malformed JSON
 /// or RLE throws an `Error` named `Sa1bError` saying where; a file over
-/// `sam_core::sa1b::MAX_JSON_BYTES` or `MAX_ANNOTATIONS`, or a mask over
-/// `sam_core::rle::MAX_MASK_PIXELS`, is refused before its masks are decoded.
+/// `sam_core::io::sa1b::MAX_JSON_BYTES` or `MAX_ANNOTATIONS`, or a mask over
+/// `sam_core::io::rle::MAX_MASK_PIXELS`, is refused before its masks are decoded.
 #[wasm_bindgen(js_name = normalizeSa1b)]
 pub fn normalize_sa1b(json: &str) -> Result<String, JsValue> {
     let bad = |e: sa1b::Sa1bError| sam_error(SamError::Sa1b(e));

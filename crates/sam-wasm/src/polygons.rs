@@ -1,9 +1,9 @@
-//! Masks as polygons and COCO annotation records for pages, all from `sam_core::polygon` and
-//! `sam_core::rle` (one implementation for Rust and JS).
+//! Masks as polygons and COCO annotation records for pages, all from `sam_core::io::polygon` and
+//! `sam_core::io::rle` (one implementation for Rust and JS).
 
 use sam_core::SamError;
-use sam_core::polygon::{self, PolygonOptions};
-use sam_core::rle::Rle;
+use sam_core::io::polygon::{self, PolygonOptions};
+use sam_core::io::rle::Rle;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
@@ -92,8 +92,8 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
 }
 
 /// The polygons of a row-major mask of `height x width` bytes (non-zero = inside):
-/// `MaskPolygon[]`, one per 8-connected part (see `sam_core::polygon`). A buffer of the wrong
-/// length, a mask over `sam_core::rle::MAX_MASK_PIXELS` or a bad option throws an `Error`
+/// `MaskPolygon[]`, one per 8-connected part (see `sam_core::io::polygon`). A buffer of the wrong
+/// length, a mask over `sam_core::io::rle::MAX_MASK_PIXELS` or a bad option throws an `Error`
 /// named `PolygonError`.
 #[wasm_bindgen(js_name = maskToPolygons, unchecked_return_type = "MaskPolygon[]")]
 pub fn mask_to_polygons(
@@ -117,7 +117,7 @@ pub fn mask_to_polygons(
 
 /// The row-major 0/1 mask (`height * width` bytes) of a COCO polygon segmentation: flat
 /// `[x1, y1, ..]` lists, each filled by the even-odd rule, united (pycocotools' `frPyObjects` +
-/// `merge`). More than `sam_core::polygon::MAX_POLYGON_POINTS` points, a coordinate that is not
+/// `merge`). More than `sam_core::io::polygon::MAX_POLYGON_POINTS` points, a coordinate that is not
 /// finite or an odd-length list throws an `Error` named `PolygonError`.
 #[wasm_bindgen(js_name = cocoPolygonsToMask)]
 pub fn coco_polygons_to_mask(

@@ -4,10 +4,11 @@ use std::cell::RefCell;
 
 use burn::tensor::Tensor;
 use js_sys::{Promise, Uint8Array};
-use sam_core::automatic_mask_generator::{SamAutomaticMaskGenerator, records_to_sa1b};
+use sam_core::amg::{SamAutomaticMaskGenerator, records_to_sa1b};
+use sam_core::io::sa1b;
 use sam_core::predictor::{read_f32, read_prediction};
 use sam_core::preprocess::RgbImage;
-use sam_core::{ImageEmbedding, Sam, SamError, sa1b};
+use sam_core::{ImageEmbedding, Sam, SamError};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 

@@ -7,7 +7,7 @@
 //! `vit_h` checkpoint does not have to fit in wasm32's 4 GiB next to its own weights.
 
 use js_sys::Uint8Array;
-use sam_core::checkpoint::ByteSource;
+use sam_core::io::checkpoint::ByteSource;
 
 /// A [`ByteSource`] over a JS `Uint8Array`.
 pub struct JsBytes(pub Uint8Array);

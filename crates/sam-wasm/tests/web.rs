@@ -13,7 +13,7 @@
 
 use js_sys::{Array, Float32Array, Object, Reflect, Uint8Array};
 use safetensors::{Dtype, SafeTensors};
-use sam_core::npy::read_npy_f32;
+use sam_core::io::npy::read_npy_f32;
 use sam_wasm::{Segmenter, decode_coco_rle, encode_coco_rle, normalize_sa1b};
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
@@ -629,16 +629,16 @@ async fn generate_reports_progress_cancels_and_writes_sa1b() {
         calls.iter().all(|t| t.is_some_and(|t| t >= 1.0)),
         "batchesTotal: {calls:?}"
     );
-    let file = sam_core::sa1b::parse_sa1b(&json).unwrap();
+    let file = sam_core::io::sa1b::parse_sa1b(&json).unwrap();
     assert_eq!((file.image.width, file.image.height), (w, h));
     assert_eq!(file.image.file_name, "tiny.png");
     console_log!("generate: {} masks", file.annotations.len());
     assert!(!file.annotations.is_empty());
     // The normalised file is the same, and each mask decodes and encodes back.
-    let again = sam_core::sa1b::parse_sa1b(&normalize_sa1b(&json).unwrap()).unwrap();
+    let again = sam_core::io::sa1b::parse_sa1b(&normalize_sa1b(&json).unwrap()).unwrap();
     assert_eq!(again.annotations.len(), file.annotations.len());
     for a in &file.annotations {
-        let sam_core::sa1b::Segmentation::CocoRle { size, counts } = &a.segmentation else {
+        let sam_core::io::sa1b::Segmentation::CocoRle { size, counts } = &a.segmentation else {
             panic!("coco_rle expected");
         };
         let mask = decode_coco_rle(counts, size[0], size[1]).unwrap();

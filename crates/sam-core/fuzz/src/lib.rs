@@ -18,12 +18,13 @@
 //! | [`rle_json`] | a COCO RLE JSON object, counts as a list or a string |
 //! | [`sa1b`] | an SA-1B file or a JSON list of annotation records |
 
-use sam_core::checkpoint::{Checkpoint, MAX_TENSOR_ELEMENTS};
-use sam_core::rle::{CocoRle, Rle};
-use sam_core::{ImageEmbedding, Sam, npy, sa1b};
+use sam_core::io::checkpoint::{Checkpoint, MAX_TENSOR_ELEMENTS};
+use sam_core::io::rle::{CocoRle, Rle};
+use sam_core::io::{npy, sa1b};
+use sam_core::{ImageEmbedding, Sam};
 
 /// Masks larger than this (pixels) are validated but not decoded by the harnesses: decoding
-/// a mask at [`sam_core::rle::MAX_MASK_PIXELS`] (2^28 pixels) takes ~0.5 s and 256 MiB, which
+/// a mask at [`sam_core::io::rle::MAX_MASK_PIXELS`] (2^28 pixels) takes ~0.5 s and 256 MiB, which
 /// would slow fuzzing ~1000-fold without reaching other code. Validation bounds the size.
 pub const MAX_DECODED_PIXELS: usize = 1 << 22;
 

@@ -10,8 +10,8 @@ use super::common::{
     Activation, Conv2d, Conv2dSpec, LayerNorm, LayerNorm2d, Linear, MlpBlock, matmul, matmul_t,
     softmax_last,
 };
-use crate::checkpoint::Checkpoint;
 use crate::error::{Result, SamError};
+use crate::io::checkpoint::Checkpoint;
 use crate::preprocess::IMG_SIZE;
 use crate::weights::{KeyShapes, WeightLoader};
 

@@ -12,8 +12,8 @@ use super::mask_decoder::{DecoderOutput, MaskDecoder};
 use super::prompt_encoder::PromptEncoder;
 use super::tiny_vit::TinyViT;
 use super::transformer::ImageKeys;
-use crate::checkpoint::{ByteSource, Checkpoint};
 use crate::error::{Result, SamError};
+use crate::io::checkpoint::{ByteSource, Checkpoint};
 use crate::weights::WeightLoader;
 
 /// Which SAM: the official registry names, or a ViT configuration given explicitly.

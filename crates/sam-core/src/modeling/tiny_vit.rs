@@ -20,8 +20,8 @@ use super::{
     common::{host_values, on_host},
     cpu,
 };
-use crate::checkpoint::Checkpoint;
 use crate::error::{Result, SamError};
+use crate::io::checkpoint::Checkpoint;
 use crate::weights::{KeyShapes, WeightLoader};
 
 /// `BatchNorm2d` eps (the torch default, used by every `Conv2d_BN`).

@@ -5,7 +5,7 @@
 
 use std::cmp::Ordering;
 
-use crate::rle::{CocoRle, Rle, RleError};
+use crate::io::rle::{CocoRle, Rle, RleError};
 
 /// Regular grid of `n_per_side^2` points in `[0, 1]^2`, offset `1 / (2n)`
 /// from the borders, x varying fastest. Points are `[x, y]`.

@@ -12,7 +12,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
-use crate::rle::{CocoRle, MAX_MASK_PIXELS, Rle, RleError};
+use crate::io::rle::{CocoRle, MAX_MASK_PIXELS, Rle, RleError};
 
 /// The largest annotation JSON read, in bytes: 256 MiB (an SA-1B image's file is a few MB;
 /// the official AMG's uncompressed-RLE output for a large image some tens of MB). Enforced by

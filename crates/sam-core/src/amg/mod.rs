@@ -5,7 +5,7 @@
 //!
 //! The algorithm follows `segment_anything/automatic_mask_generator.py` step by step
 //! (`_generate_masks`, `_process_crop`, `_process_batch`, `postprocess_small_regions`) with the
-//! host helpers of [`crate::amg`]. What differs is only where the work happens, to keep
+//! host helpers of [`utils`]. What differs is only where the work happens, to keep
 //! memory bounded (the official code holds a whole batch of full-size logits, 600 MB for 64
 //! points on a 1024x768 image):
 //!
@@ -24,6 +24,8 @@
 //! would accept silently but that make no sense (e.g. an IoU threshold of 2, grid points
 //! outside `[0, 1]`) are rejected by [`AmgOptions::validate`].
 
+pub mod utils;
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -31,16 +33,15 @@ use burn::tensor::{Int, Tensor, TensorData};
 use serde_json::{Value, json};
 
 use crate::Sam;
-use crate::amg;
 use crate::error::{Result, SamError};
+use crate::io::rle::{CocoRle, Rle};
+use crate::io::sa1b::{Annotation, ImageInfo, Sa1bFile, Segmentation};
 use crate::modeling::prompt_encoder::{LABEL_PAD, LABEL_POSITIVE};
 use crate::predictor::{
     ImageEmbedding, LOW_RES_SIZE, MASK_THRESHOLD, calculate_stability_score, postprocess_masks,
     read_f32,
 };
 use crate::preprocess::{self, IMG_SIZE, RgbImage};
-use crate::rle::{CocoRle, Rle};
-use crate::sa1b::{Annotation, ImageInfo, Sa1bFile, Segmentation};
 
 /// Distance in pixels under which a box counts as touching a crop edge (official `atol=20`).
 pub const CROP_EDGE_ATOL: f32 = 20.0;
@@ -306,7 +307,7 @@ impl AmgOptions {
     pub fn layer_point_grids(&self) -> Vec<Vec<[f64; 2]>> {
         match (&self.point_grids, self.points_per_side) {
             (Some(grids), _) => grids.clone(),
-            (None, Some(n)) => amg::build_all_layer_point_grids(
+            (None, Some(n)) => utils::build_all_layer_point_grids(
                 n,
                 self.crop_n_layers,
                 self.crop_n_points_downscale_factor,
@@ -467,7 +468,7 @@ pub fn records_to_annotations(records: &[MaskRecord]) -> Result<Vec<Annotation>>
 }
 
 /// Records as an SA-1B file for an image of `(height, width)`, with the generator's settings
-/// (write it with [`crate::sa1b::to_json`]).
+/// (write it with [`crate::io::sa1b::to_json`]).
 pub fn records_to_sa1b(
     records: &[MaskRecord],
     image_size: (usize, usize),
@@ -559,7 +560,7 @@ impl<'a> SamAutomaticMaskGenerator<'a> {
         }
         let grids = o.layer_point_grids();
         let (crop_boxes, layers) =
-            amg::generate_crop_boxes((h, w), o.crop_n_layers, o.crop_overlap_ratio);
+            utils::generate_crop_boxes((h, w), o.crop_n_layers, o.crop_overlap_ratio);
         if let Some(b) = crop_boxes.iter().find(|b| b[2] <= b[0] || b[3] <= b[1]) {
             return Err(SamError::Input(format!(
                 "the {w}x{h} image is too small for {} crop layers (crop box {b:?} is empty)",
@@ -601,16 +602,16 @@ impl<'a> SamAutomaticMaskGenerator<'a> {
             let boxes: Vec<[f32; 4]> = data.iter().map(|c| c.box_xyxy).collect();
             let scores: Vec<f32> = data
                 .iter()
-                .map(|c| amg::crop_nms_score(c.crop_box))
+                .map(|c| utils::crop_nms_score(c.crop_box))
                 .collect();
-            let keep = amg::batched_nms(&boxes, &scores, &vec![0; data.len()], o.crop_nms_thresh);
+            let keep = utils::batched_nms(&boxes, &scores, &vec![0; data.len()], o.crop_nms_thresh);
             data = take(data, &keep);
         }
 
         if o.min_mask_region_area > 0 && !data.is_empty() {
             let mut rles: Vec<Rle> = data.iter().map(|c| c.rle.clone()).collect();
             let mut boxes: Vec<[f32; 4]> = data.iter().map(|c| c.box_xyxy).collect();
-            let keep = amg::postprocess_small_regions(
+            let keep = utils::postprocess_small_regions(
                 &mut rles,
                 &mut boxes,
                 o.min_mask_region_area as f64,
@@ -642,11 +643,11 @@ impl<'a> SamAutomaticMaskGenerator<'a> {
         Ok(MaskRecord {
             area: c.rle.area(),
             segmentation,
-            bbox: amg::box_xyxy_to_xywh(c.box_xyxy).map(|v| v as usize),
+            bbox: utils::box_xyxy_to_xywh(c.box_xyxy).map(|v| v as usize),
             predicted_iou: f64::from(c.iou),
             point_coords: vec![c.point],
             stability_score: f64::from(c.stability),
-            crop_box: amg::box_xyxy_to_xywh(c.crop_box),
+            crop_box: utils::box_xyxy_to_xywh(c.crop_box),
         })
     }
 
@@ -716,7 +717,7 @@ impl<'a> SamAutomaticMaskGenerator<'a> {
             })
             .collect();
         let scores: Vec<f32> = data.iter().map(|c| c.iou).collect();
-        let keep = amg::batched_nms(
+        let keep = utils::batched_nms(
             &boxes,
             &scores,
             &vec![0; data.len()],
@@ -803,18 +804,18 @@ impl<'a> SamAutomaticMaskGenerator<'a> {
             let groups = (ch * cw).div_ceil(PACK_BITS);
             for (pi, &j) in passed.iter().enumerate() {
                 let mask = unpack(&packed[pi * groups..(pi + 1) * groups], ch * cw);
-                let bx = amg::batched_mask_to_box(&mask, ch, cw);
-                if amg::is_box_near_crop_edge(&[bx], crop_box, orig_box, CROP_EDGE_ATOL)[0] {
+                let bx = utils::batched_mask_to_box(&mask, ch, cw);
+                if utils::is_box_near_crop_edge(&[bx], crop_box, orig_box, CROP_EDGE_ATOL)[0] {
                     continue;
                 }
-                let full = amg::uncrop_mask(&mask, crop_box, image.height, image.width);
+                let full = utils::uncrop_mask(&mask, crop_box, image.height, image.width);
                 let i = chunk[j];
                 out.push(Candidate {
                     rle: Rle::encode(&full, image.height, image.width),
-                    box_xyxy: amg::uncrop_boxes_xyxy(&[bx], crop_box)[0],
+                    box_xyxy: utils::uncrop_boxes_xyxy(&[bx], crop_box)[0],
                     iou: iou[i],
                     stability: stability[j],
-                    point: amg::uncrop_points(&[points[i / n_out]], crop_box)[0],
+                    point: utils::uncrop_points(&[points[i / n_out]], crop_box)[0],
                     crop_box,
                 });
             }

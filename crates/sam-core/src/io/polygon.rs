@@ -29,7 +29,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::rle::MAX_MASK_PIXELS;
+use crate::io::rle::MAX_MASK_PIXELS;
 
 /// A point `[x, y]` in pixel-edge image coordinates.
 pub type Point = [f64; 2];
