@@ -29,6 +29,8 @@ export type {
 } from "./types.js";
 export { maskToImageData, maskBBox, maskArea, cutout } from "./masks.js";
 export type { Rgba } from "./masks.js";
+export { buildSa1bFile } from "./sa1b.js";
+export type { Sa1bEncoder, Sa1bImageInput, Sa1bObjectInput } from "./sa1b.js";
 export { polygonsToPath } from "./polygons.js";
 export type { MaskPolygon, Point, PolygonOptions } from "./polygons.js";
 export { buildCocoDataset, cocoDatasetMasks, parseCocoDataset, CocoFormatError, COCO_POLYGON_DEFAULTS, MAX_COCO_ANNOTATIONS } from "./coco.js";
