@@ -41,4 +41,6 @@ if [ -f package.json ]; then
   # After the e2e build: the types of the wasm module come from crates/sam-wasm/pkg.
   echo "== TypeScript type check"
   npm run --silent typecheck
+  echo "== TypeScript unit tests (web/state.ts, js/sa1b.ts; node's test runner, ~5 s)"
+  npm run --silent test:unit
 fi

@@ -2,9 +2,8 @@
 // (polygons or RLE), and loading such a file back as objects. The dataset is built by the package
 // (js/coco.ts); this file only gathers the session's images and adds the controls.
 import { buildCocoDataset, cocoDatasetMasks, parseCocoDataset, type CocoCodec, type CocoDataset, type CocoImageInput, type CocoLoadedImage } from "../js/coco.js";
+import { DEFAULT_CATEGORY } from "./objects.js";
 
-/** The category of objects nobody named. */
-export const DEFAULT_CATEGORY = "object";
 
 /** An image of the session and its objects with masks. */
 export interface SessionImage {
