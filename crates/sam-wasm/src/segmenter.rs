@@ -2,11 +2,10 @@
 
 use std::cell::RefCell;
 
-use burn::tensor::Tensor;
 use js_sys::{Promise, Uint8Array};
 use sam_core::amg::{SamAutomaticMaskGenerator, records_to_sa1b};
 use sam_core::io::sa1b;
-use sam_core::predictor::{read_f32, read_prediction};
+use sam_core::predictor::{MaskChoice, read_prediction};
 use sam_core::preprocess::RgbImage;
 use sam_core::{ImageEmbedding, Sam, SamError};
 use wasm_bindgen::prelude::*;
@@ -180,26 +179,14 @@ impl Segmenter {
         // The decoder's work that does not depend on the prompt, now: the first click then
         // costs what the later ones do.
         self.sam.prepare_prompts(&embedding).map_err(sam_error)?;
-        // One click at the centre, its masks read back and dropped: the buffers of a click
-        // (wasm memory growth, first touch of its pages) are made now, not at the user's
-        // first click.
-        let centre = sam_core::Prompt {
-            points: vec![[width as f32 / 2.0, height as f32 / 2.0]],
-            labels: vec![1],
-            multimask_output: true,
-            ..Default::default()
-        };
-        let warm = self.sam.predict(&embedding, &centre).map_err(sam_error)?;
-        read_prediction(warm, true).await.map_err(sam_error)?;
-        // Wait for the device to finish (one value read back), so the promise resolves when
-        // the embedding exists and its time can be measured.
-        let first: Tensor<4> = embedding.features.clone().slice([0..1, 0..1, 0..1, 0..1]);
-        read_f32(first).await.map_err(sam_error)?;
+        // The new image replaces the old one before the warm-up, so that the warm-up's
+        // buffers take the places in wasm memory the user's clicks will take (the old
+        // embedding's memory is free by then, as it is at a click).
         *self.state.borrow_mut() = ImageState {
-            embedding: Some(embedding),
+            embedding: Some(embedding.clone()),
             image: Some(image),
         };
-        Ok(())
+        self.warm_up(&embedding, width, height).await
     }
 
     /// Decodes a prompt (`{ points?, labels?, box?, maskInput?, multimask? }`, in image
@@ -216,20 +203,7 @@ impl Segmenter {
         let embedding = self.embedding()?;
         let prompt = convert::prompt(&prompt)?;
         let options = convert::predict_options(&options)?;
-        let pred = self
-            .sam
-            .predict_masks(&embedding, &prompt, options.masks)
-            .map_err(sam_error)?;
-        // One transaction: one GPU round trip for the masks, scores and low-res logits.
-        let host = read_prediction(pred, options.low_res_logits)
-            .await
-            .map_err(sam_error)?;
-        Ok(convert::predict_result(
-            embedding.original_size,
-            &host.masks,
-            &host.scores,
-            host.low_res_logits.as_deref(),
-        ))
+        self.decode(&embedding, &prompt, options).await
     }
 
     /// Segments everything in the current image (the official automatic mask generator) and
@@ -341,6 +315,64 @@ impl Segmenter {
 }
 
 impl Segmenter {
+    /// `predict`'s work on a checked prompt: decodes it, reads the masks, scores and (when
+    /// asked) low-res logits back in one transaction (one GPU round trip on WebGPU) and
+    /// makes the JS `PredictResult`.
+    async fn decode(
+        &self,
+        embedding: &ImageEmbedding,
+        prompt: &sam_core::Prompt,
+        options: convert::PredictOptions,
+    ) -> Result<JsValue, JsValue> {
+        let pred = self
+            .sam
+            .predict_masks(embedding, prompt, options.masks)
+            .map_err(sam_error)?;
+        let host = read_prediction(pred, options.low_res_logits)
+            .await
+            .map_err(sam_error)?;
+        Ok(convert::predict_result(
+            embedding.original_size,
+            &host.masks,
+            &host.scores,
+            host.low_res_logits.as_deref(),
+        ))
+    }
+
+    /// Warm-up clicks at the centre of a `width x height` image, made through `predict`'s
+    /// own path (JS result included) and dropped, so that the user's first click costs what
+    /// the later ones do: the click's buffers are allocated (wasm memory grown, pages
+    /// touched), and the engine has compiled what a click runs. Both requests the demo makes
+    /// are warmed: a click (all masks and the low-res logits) and a hover preview (the best
+    /// mask only). Two decodes also give V8 the second call it needs: it compiles a function
+    /// lazily with its baseline compiler (Liftoff) and swaps in the optimised (TurboFan)
+    /// code only at a later call, after the function has used its tiering budget; with one
+    /// warm-up decode the decoder's largest functions (burn's `unary_op`, the block_on
+    /// future) were still baseline code at the user's first click. On WebGPU the second
+    /// request compiles the hover's own kernels (argmax, gather) before the first hover.
+    /// The readback waits for the device, so `setImage` resolves once the embedding exists.
+    async fn warm_up(
+        &self,
+        embedding: &ImageEmbedding,
+        width: usize,
+        height: usize,
+    ) -> Result<(), JsValue> {
+        let centre = sam_core::Prompt {
+            points: vec![[width as f32 / 2.0, height as f32 / 2.0]],
+            labels: vec![1],
+            multimask_output: true,
+            ..Default::default()
+        };
+        let hover = convert::PredictOptions {
+            masks: MaskChoice::Best,
+            low_res_logits: false,
+        };
+        for options in [convert::PredictOptions::default(), hover] {
+            self.decode(embedding, &centre, options).await?;
+        }
+        Ok(())
+    }
+
     fn embedding(&self) -> Result<ImageEmbedding, JsValue> {
         self.state.borrow().embedding.clone().ok_or_else(|| {
             js_error(
