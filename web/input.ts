@@ -31,13 +31,11 @@ export function currentDrag(): Drag | null {
 
 /** Undo and redo of the store, dropping the hover preview. */
 function undo(): void {
-  clearHover();
-  store.undoStep();
+  if (store.undoStep()) clearHover();
 }
 
 function redo(): void {
-  clearHover();
-  store.redoStep();
+  if (store.redoStep()) clearHover();
 }
 
 function isCheckpointName(name: string): boolean {
@@ -58,7 +56,6 @@ function command(run: () => SamObject | null): void {
   const o = run();
   if (o) void predictObject(o);
 }
-
 
 function toImage(ev: MouseEvent): { x: number; y: number } {
   const c = ui.uiCanvas;

@@ -24,7 +24,7 @@ use burn::tensor::Device;
 use pollster::block_on;
 use sam_core::io::checkpoint::Checkpoint;
 use sam_core::modeling::image_encoder::ViTConfig;
-use sam_core::predictor::read_bool;
+use sam_core::readback::read_bool;
 use sam_core::{ModelType, Prompt, Sam};
 
 use common::{arg, reference, synthetic_image};

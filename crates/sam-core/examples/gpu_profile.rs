@@ -30,7 +30,8 @@ use cubecl_runtime::logging::{
     Duration, LaunchObservation, LaunchObserver, ProfileDuration, TimingMethod, TimingRequest,
 };
 use pollster::block_on;
-use sam_core::predictor::{MaskChoice, Prediction, read_f32, read_prediction};
+use sam_core::predictor::{MaskChoice, Prediction};
+use sam_core::readback::{read_f32, read_prediction};
 use sam_core::{ImageEmbedding, Prompt, Sam};
 
 use common::{arg, flag, reference, synthetic_image};

@@ -171,7 +171,36 @@ fn permute_host(values: &[f32], shape: &[usize], perm: &[usize]) -> Vec<f32> {
 
 #[cfg(test)]
 mod tests {
-    use super::permute_host;
+    #[cfg(feature = "flex")]
+    use burn::tensor::Device;
+
+    use super::{WeightLoader, permute_host};
+    use crate::ModelType;
+    use crate::fixture::checkpoint_bytes;
+    use crate::io::checkpoint::Checkpoint;
+    use crate::modeling::tiny_vit::{TinyViT, TinyViTConfig};
+
+    /// A TinyViT configuration that does not fit the checkpoint's weights is an error, not a
+    /// panic (on a random-weight MobileSAM written by [`crate::fixture`]).
+    #[cfg(feature = "flex")]
+    #[test]
+    fn tiny_vit_config_that_does_not_fit_is_an_error() {
+        let bytes = checkpoint_bytes(&ModelType::MobileSam, 0, "mobile_sam").unwrap();
+        let ckpt = Checkpoint::from_bytes(&bytes).unwrap();
+        let device = Device::flex();
+        let w = WeightLoader::new(&ckpt, &device);
+        let we = w.pb("image_encoder");
+        let mut wrong = TinyViTConfig::mobile_sam();
+        wrong.num_heads[2] = 4;
+        assert!(TinyViT::with_config(&we, &wrong).is_err());
+        let mut wrong = TinyViTConfig::mobile_sam();
+        wrong.depths[2] = 7;
+        assert!(TinyViT::with_config(&we, &wrong).is_err());
+        let mut wrong = TinyViTConfig::mobile_sam();
+        wrong.embed_dims[3] = 256; // the last merge would downsample to 32x32
+        assert!(TinyViT::with_config(&we, &wrong).is_err());
+        assert!(TinyViT::with_config(&we, &TinyViTConfig::mobile_sam()).is_ok());
+    }
 
     #[test]
     fn permute_host_matches_index_arithmetic() {

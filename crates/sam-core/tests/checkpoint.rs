@@ -1374,7 +1374,7 @@ fn sam_from_source_reports_progress() {
             Sam::from_source_with_progress(&source, None, &device, &mut |n, t| calls.push((n, t)))
                 .unwrap();
         assert_eq!(sam.model_type, reference.model_type, "{name}");
-        let pe = |s: &Sam| pollster::block_on(sam_core::predictor::read_f32(s.image_pe())).unwrap();
+        let pe = |s: &Sam| pollster::block_on(sam_core::readback::read_f32(s.image_pe())).unwrap();
         assert_eq!(pe(&sam), pe(&reference), "{name}: image_pe");
 
         assert!(

@@ -6,8 +6,8 @@ mod common;
 use burn::tensor::Device;
 use common::*;
 use pollster::block_on;
-use sam_core::predictor::read_f32;
 use sam_core::preprocess::RgbImage;
+use sam_core::readback::read_f32;
 use sam_core::{ImageEmbedding, Prompt, Sam, SamError};
 
 /// The header numpy 2.4 writes for `np.save(f, np.zeros((1, 256, 64, 64), np.float32))`,

@@ -7,8 +7,7 @@ mod common;
 
 use burn::tensor::{Device, Tensor};
 use common::*;
-use sam_core::modeling::image_encoder::ImageEncoderViT;
-use sam_core::weights::WeightLoader;
+use sam_core::modeling::sam::ImageEncoder;
 use sam_core::{ModelType, Sam};
 
 fn load(device: &Device, file: &str) -> Sam {
@@ -84,8 +83,11 @@ fn encoder_intermediates_match() {
         .collect();
     assert_eq!(config.global_attn_indexes, global);
     assert_eq!(config.window_size, n("window_size"));
-    let w = WeightLoader::new(&ckpt, &device);
-    let encoder = ImageEncoderViT::new(&w.pb("image_encoder"), &config).unwrap();
+    let sam = Sam::from_bytes(&bytes, None, &device).unwrap();
+    let ImageEncoder::ViT(encoder) = &sam.image_encoder else {
+        panic!("the tiny checkpoint loaded with a TinyViT encoder")
+    };
+    assert_eq!(encoder.config(), &config);
     let tol = tolerance(&manifest, "embedding_atol");
     let input: Tensor<4> = pre.get("input/landscape").to_device(&device);
     let x = encoder.patch_embed(input);

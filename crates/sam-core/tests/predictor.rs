@@ -8,10 +8,9 @@ mod common;
 use burn::tensor::{Device, Tensor};
 use common::*;
 use pollster::block_on;
-use sam_core::predictor::{
-    MaskChoice, OnnxInputs, OnnxOptions, postprocess_masks, read_bool, read_f32,
-};
+use sam_core::predictor::{MaskChoice, OnnxInputs, OnnxOptions, postprocess_masks};
 use sam_core::preprocess::RgbImage;
+use sam_core::readback::{read_bool, read_f32};
 use sam_core::{ImageEmbedding, Prompt, Sam, SamError};
 use serde_json::Value;
 
@@ -654,7 +653,8 @@ fn best_mask_choice_is_the_best_of_all() {
 #[test]
 fn one_transaction_reads_what_separate_reads_read() {
     use burn::tensor::Distribution::Normal;
-    use sam_core::predictor::{Prediction, read_bool_bytes, read_prediction};
+    use sam_core::predictor::Prediction;
+    use sam_core::readback::{read_bool_bytes, read_prediction};
     for (name, device) in devices() {
         let pred = Prediction {
             logits: Tensor::<4>::random([1, 3, 40, 56], Normal(0.0, 1.0), &device),

@@ -39,9 +39,9 @@ use crate::io::sa1b::{Annotation, ImageInfo, Sa1bFile, Segmentation};
 use crate::modeling::prompt_encoder::{LABEL_PAD, LABEL_POSITIVE};
 use crate::predictor::{
     ImageEmbedding, LOW_RES_SIZE, MASK_THRESHOLD, calculate_stability_score, postprocess_masks,
-    read_f32,
 };
 use crate::preprocess::{self, IMG_SIZE, RgbImage};
+use crate::readback::read_f32;
 
 /// Distance in pixels under which a box counts as touching a crop edge (official `atol=20`).
 pub const CROP_EDGE_ATOL: f32 = 20.0;
@@ -616,8 +616,7 @@ impl<'a> SamAutomaticMaskGenerator<'a> {
                 &mut boxes,
                 o.min_mask_region_area as f64,
                 o.box_nms_thresh.max(o.crop_nms_thresh),
-            )
-            .map_err(|e| SamError::Backend(format!("small-region postprocessing: {e}")))?;
+            )?;
             for ((c, rle), b) in data.iter_mut().zip(rles).zip(boxes) {
                 c.rle = rle;
                 c.box_xyxy = b;
