@@ -106,7 +106,7 @@ export class DemoStore {
     this.changed();
   }
 
-  /** Goes one step back; false when there is none. */
+  /** One step back (false: none). */
   undoStep(): boolean {
     const s = this.undo.pop();
     if (!s) return false;
@@ -204,11 +204,7 @@ export class DemoStore {
 
   /** Clears the mask of an object that has no prompt left. */
   clearMask(o: SamObject): void {
-    o.mask = null;
-    o.choices = [];
-    o.lowRes = null;
-    o.score = null;
-    o.bbox = null;
+    Object.assign<SamObject, Partial<SamObject>>(o, { mask: null, choices: [], lowRes: null, score: null, bbox: null });
     this.changed();
   }
 
