@@ -9,14 +9,13 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 
-#[cfg(feature = "flex")]
-use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
 use crate::Sam;
 use crate::error::{Result, SamError};
 use crate::io::npy;
 use crate::modeling::mask_decoder::NUM_MASK_TOKENS;
+use crate::modeling::ops;
 use crate::modeling::prompt_encoder::{
     LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_NEGATIVE, LABEL_PAD, LABEL_POSITIVE,
 };
@@ -434,137 +433,29 @@ fn bilinear(x: Tensor<4>, size: [usize; 2]) -> Tensor<4> {
 /// 1024 → crop to the resized input → bilinear to the original size `[B, C, H, W]`.
 ///
 /// On the CPU backend the two resizes and the crop run as one separable resampling with the
-/// composed taps (at most 4 per axis, [`composite_taps`]): the same linear map, ~5x less work
-/// than two generic bilinear passes. Other devices run the official steps.
+/// composed taps (at most 4 per axis, [`composite_taps`]; [`ops::resample_planes`]): the same
+/// linear map, ~5x less work than two generic bilinear passes. Other devices run the official
+/// steps.
 pub fn postprocess_masks(
     low_res: Tensor<4>,
     input_size: (usize, usize),
     original_size: (usize, usize),
 ) -> Tensor<4> {
-    #[cfg(feature = "flex")]
-    if crate::modeling::common::on_host(&low_res) {
-        return postprocess_masks_host(low_res, input_size, original_size);
+    let [_, _, in_h, in_w] = low_res.dims();
+    let (h, w) = original_size;
+    let taps = || {
+        (
+            composite_taps(in_h, IMG_SIZE, input_size.0, h),
+            composite_taps(in_w, IMG_SIZE, input_size.1, w),
+        )
+    };
+    if let Some(masks) = ops::resample_planes(&low_res, original_size, taps) {
+        return masks;
     }
     let [b, c, _, _] = low_res.dims();
     let masks = bilinear(low_res, [IMG_SIZE, IMG_SIZE]);
     let masks = masks.slice([0..b, 0..c, 0..input_size.0, 0..input_size.1]);
     bilinear(masks, [original_size.0, original_size.1])
-}
-
-/// [`postprocess_masks`] on host memory (the CPU backend's tensors live there), the two
-/// axes one after the other: first each low-res row that the output reads is resampled
-/// across (a gather of up to four taps per output column, on the few low-res rows only),
-/// then every output row is a weighted sum of up to four of those rows (contiguous,
-/// vectorised). Natively on all cores.
-#[cfg(feature = "flex")]
-fn postprocess_masks_host(
-    low_res: Tensor<4>,
-    input_size: (usize, usize),
-    original_size: (usize, usize),
-) -> Tensor<4> {
-    let device = low_res.device();
-    let [b, c, in_h, in_w] = low_res.dims();
-    let (h, w) = original_size;
-    let src = crate::modeling::common::host_values(low_res);
-    let ty = composite_taps(in_h, IMG_SIZE, input_size.0, h);
-    let tx = composite_taps(in_w, IMG_SIZE, input_size.1, w);
-    // Taps past the last one with a weight are skipped; so are low-res rows no output reads.
-    let used = |taps: &[[(u32, f32); 4]]| {
-        taps.iter()
-            .map(|t| t.iter().rposition(|x| x.1 != 0.0).map_or(0, |i| i + 1))
-            .max()
-            .unwrap_or(0)
-    };
-    let (ny, nx) = (used(&ty), used(&tx));
-    let rows = ty
-        .iter()
-        .flat_map(|t| t[..ny].iter().map(|x| x.0 as usize + 1))
-        .max()
-        .unwrap_or(0);
-    let planes = b * c;
-
-    // Across: [plane, row < rows, w]. Both buffers are written once, value by value, without
-    // zeroing them first (in WebAssembly a `memset` of 12 MiB a click).
-    let mut across = Vec::with_capacity(planes * rows * w);
-    let resample_row = |k: usize, dst: &mut [MaybeUninit<f32>]| {
-        let (plane, i) = (k / rows, k % rows);
-        let line = &src[(plane * in_h + i) * in_w..][..in_w];
-        for (d, t) in dst.iter_mut().zip(&tx) {
-            d.write(t[..nx].iter().map(|&(j, wt)| wt * line[j as usize]).sum());
-        }
-    };
-    // Down: blocks of output rows, never straddling two planes.
-    const ROWS: usize = 32;
-    let mut out = Vec::with_capacity(planes * h * w);
-    let blocks_per_plane = h.div_ceil(ROWS);
-    let combine = |k: usize, block: &mut [MaybeUninit<f32>], across: &[f32]| {
-        let (plane, y0) = (k / blocks_per_plane, (k % blocks_per_plane) * ROWS);
-        let across = &across[plane * rows * w..][..rows * w];
-        for (taps, dst) in ty[y0..].iter().zip(block.chunks_exact_mut(w)) {
-            let line = |t: usize| (&across[taps[t].0 as usize * w..][..w], taps[t].1);
-            match ny {
-                1 => weighted_sum(dst, [line(0)]),
-                2 => weighted_sum(dst, [line(0), line(1)]),
-                3 => weighted_sum(dst, [line(0), line(1), line(2)]),
-                _ => weighted_sum(dst, [line(0), line(1), line(2), line(3)]),
-            }
-        }
-    };
-    let across_values = &mut across.spare_capacity_mut()[..planes * rows * w];
-    #[cfg(not(target_family = "wasm"))]
-    {
-        use rayon::prelude::*;
-        across_values
-            .par_chunks_mut(w)
-            .enumerate()
-            .for_each(|(k, d)| resample_row(k, d));
-    }
-    #[cfg(target_family = "wasm")]
-    across_values
-        .chunks_mut(w)
-        .enumerate()
-        .for_each(|(k, d)| resample_row(k, d));
-    // SAFETY: every value was written above.
-    unsafe { across.set_len(planes * rows * w) };
-    let out_values = &mut out.spare_capacity_mut()[..planes * h * w];
-    #[cfg(not(target_family = "wasm"))]
-    {
-        use rayon::prelude::*;
-        out_values
-            .par_chunks_mut(h * w)
-            .enumerate()
-            .flat_map(|(plane, values)| {
-                let first = plane * blocks_per_plane;
-                values
-                    .par_chunks_mut(ROWS * w)
-                    .enumerate()
-                    .map(move |(k, block)| (first + k, block))
-            })
-            .for_each(|(k, block)| combine(k, block, &across));
-    }
-    #[cfg(target_family = "wasm")]
-    out_values
-        .chunks_mut(h * w)
-        .flat_map(|plane| plane.chunks_mut(ROWS * w))
-        .enumerate()
-        .for_each(|(k, block)| combine(k, block, &across));
-    // SAFETY: every value was written above (each block's rows, each row's w values).
-    unsafe { out.set_len(planes * h * w) };
-    Tensor::from_data(TensorData::new(out, [b, c, h, w]), &device)
-}
-
-/// `dst = Σ weight · line` over `N` (line, weight) pairs, summed in order.
-#[cfg(feature = "flex")]
-#[inline(always)]
-fn weighted_sum<const N: usize>(dst: &mut [MaybeUninit<f32>], lines: [(&[f32], f32); N]) {
-    let lines = lines.map(|(line, wt)| (&line[..dst.len()], wt));
-    for (x, d) in dst.iter_mut().enumerate() {
-        let mut v = lines[0].1 * lines[0].0[x];
-        for &(line, wt) in &lines[1..] {
-            v += wt * line[x];
-        }
-        d.write(v);
-    }
 }
 
 /// The taps of one bilinear resize (align_corners=False, as `F.interpolate`): for each of the

@@ -6,10 +6,8 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::common::{
-    Activation, Conv2d, Conv2dSpec, LayerNorm, LayerNorm2d, Linear, MlpBlock, matmul, matmul_t,
-    softmax_last,
-};
+use super::common::{Activation, Conv2d, Conv2dSpec, LayerNorm, LayerNorm2d, Linear, MlpBlock};
+use super::ops::{matmul, matmul_t, softmax_last};
 use crate::error::{Result, SamError};
 use crate::io::checkpoint::Checkpoint;
 use crate::preprocess::IMG_SIZE;

@@ -2,17 +2,11 @@
 //! embeddings → low-res mask logits `[B, 4, 256, 256]` and IoU predictions `[B, 4]`.
 
 use burn::tensor::Tensor;
-#[cfg(feature = "flex")]
-use burn::tensor::TensorData;
 use burn::tensor::activation::relu;
 
-use super::common::{ConvTranspose2d, LayerNorm, Linear, gelu};
+use super::common::{ConvTranspose2d, LayerNorm, Linear};
+use super::ops::{self, UpscaleParams, gelu};
 use super::transformer::{ImageKeys, TwoWayTransformer};
-#[cfg(feature = "flex")]
-use super::{
-    common::{host_values, on_host},
-    cpu,
-};
 use crate::error::Result;
 use crate::weights::WeightLoader;
 
@@ -170,9 +164,22 @@ impl MaskDecoder {
     /// The low-res masks `[B, 4, 4h, 4w]` from the image rows `src` `[B, hw, C]` and the
     /// hypernetwork outputs `hyper_in` `[B, 4, C/8]`.
     fn masks(&self, src: Tensor<3>, hyper_in: Tensor<3>, (h, w): (usize, usize)) -> Tensor<4> {
-        #[cfg(feature = "flex")]
-        if on_host(&src) {
-            return self.masks_on_host(src, hyper_in, (h, w));
+        let ((w0, b0), (w3, b3)) = (
+            self.upscale_conv0.pixel_weights(),
+            self.upscale_conv3.pixel_weights(),
+        );
+        let (ln_w, ln_b, eps) = self.upscale_norm1.params();
+        let p = UpscaleParams {
+            w0: &w0,
+            b0: &b0,
+            ln_w: &ln_w,
+            ln_b: &ln_b,
+            eps,
+            w3: &w3,
+            b3: &b3,
+        };
+        if let Some(masks) = ops::upscale_masks(&src, &hyper_in, &p, (h, w)) {
+            return masks;
         }
         let [b, _, c] = src.dims();
         // output_upscaling (ConvT 2x2/2, LayerNorm2d, GELU, ConvT 2x2/2, GELU) pixel by pixel,
@@ -194,59 +201,6 @@ impl MaskDecoder {
             .reshape([b, 2 * h, 2 * w, 2, 2, t])
             .permute([0, 5, 1, 3, 2, 4]) // [B, t, 2i + di, ei, 2j + dj, ej]
             .reshape([b, t, 4 * h, 4 * w])
-    }
-
-    /// [`MaskDecoder::masks`] on host memory (the CPU backend): the upscaling and the mask
-    /// products one grid row at a time ([`cpu::upscale_masks`]).
-    #[cfg(feature = "flex")]
-    fn masks_on_host(
-        &self,
-        src: Tensor<3>,
-        hyper_in: Tensor<3>,
-        (h, w): (usize, usize),
-    ) -> Tensor<4> {
-        let device = src.device();
-        let [b, hw, c] = src.dims();
-        let t = NUM_MASK_TOKENS;
-        let (w0, b0) = self.upscale_conv0.pixel_weights();
-        let (w3, b3) = self.upscale_conv3.pixel_weights();
-        let (ln_w, ln_b, eps) = self.upscale_norm1.params();
-        let (w0, b0, w3, b3) = (
-            host_values(w0),
-            host_values(b0),
-            host_values(w3),
-            host_values(b3),
-        );
-        let (ln_w, ln_b) = (host_values(ln_w), host_values(ln_b));
-        let wt = cpu::UpscaleWeights {
-            w0: &w0,
-            b0: &b0,
-            ln_w: &ln_w,
-            ln_b: &ln_b,
-            w3: &w3,
-            b3: &b3,
-        };
-        let u = cpu::Upscale {
-            h,
-            w,
-            c,
-            c1: c / 4,
-            c2: c / 8,
-            masks: t,
-            eps: eps as f32,
-        };
-        let src = host_values(src);
-        let hyper = host_values(hyper_in);
-        let mut out = Vec::with_capacity(b * t * 16 * hw);
-        for k in 0..b {
-            out.extend(cpu::upscale_masks(
-                &src[k * hw * c..(k + 1) * hw * c],
-                &hyper[k * t * (c / 8)..(k + 1) * t * (c / 8)],
-                &wt,
-                u,
-            ));
-        }
-        Tensor::from_data(TensorData::new(out, [b, t, 4 * h, 4 * w]), &device)
     }
 }
 

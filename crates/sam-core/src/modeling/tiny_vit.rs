@@ -10,16 +10,12 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::common::{Conv2d, Conv2dSpec, LayerNorm, LayerNorm2d, Linear, gelu};
+use super::common::{Conv2d, Conv2dSpec, LayerNorm, LayerNorm2d, Linear};
 use super::image_encoder::{
     EMBED_GRID, MAX_ENCODER_DEPTH, MAX_ENCODER_WIDTH, MAX_MLP_RATIO, check_sam_io,
     window_partition, window_unpartition,
 };
-#[cfg(feature = "flex")]
-use super::{
-    common::{host_values, on_host},
-    cpu,
-};
+use super::ops::{self, WindowAttentionSpec, gelu};
 use crate::error::{Result, SamError};
 use crate::io::checkpoint::Checkpoint;
 use crate::weights::{KeyShapes, WeightLoader};
@@ -422,9 +418,14 @@ impl Attention {
         let [b, n, _] = x.dims();
         let (nh, kd, d) = (self.num_heads, self.key_dim, self.d);
         let qkv = self.qkv.forward(self.norm.forward(x));
-        #[cfg(feature = "flex")]
-        if on_host(&qkv) {
-            return self.proj.forward(self.attend_on_host(qkv));
+        let spec = WindowAttentionSpec {
+            heads: nh,
+            key_dim: kd,
+            val_dim: d,
+            scale: self.scale,
+        };
+        if let Some(x) = ops::window_attention(&qkv, &self.bias, spec) {
+            return self.proj.forward(x);
         }
         // (B, N, heads, 2kd+d) → (B, heads, N, 2kd+d)
         let qkv = qkv.reshape([b, n, nh, 2 * kd + d]).swap_dims(1, 2);
@@ -439,27 +440,6 @@ impl Attention {
         let x = attention(q, k, v, None, Some(self.bias.clone()), options);
         let x = x.swap_dims(1, 2).reshape([b, n, nh * d]);
         self.proj.forward(x)
-    }
-
-    /// The attention core on host memory, from the qkv projection `[B, N, heads·(2kd+d)]`
-    /// (f32, on the CPU backend) to `[B, N, heads·d]` ([`cpu::window_attention`]).
-    #[cfg(feature = "flex")]
-    fn attend_on_host(&self, qkv: Tensor<3>) -> Tensor<3> {
-        let device = qkv.device();
-        let [b, n, _] = qkv.dims();
-        let a = cpu::WindowAttention {
-            heads: self.num_heads,
-            key_dim: self.key_dim,
-            val_dim: self.d,
-            tokens: n,
-            scale: self.scale as f32,
-        };
-        let (qkv, bias) = (host_values(qkv), host_values(self.bias.clone()));
-        let out = cpu::window_attention(&qkv, &bias, a);
-        Tensor::from_data(
-            TensorData::new(out, [b, n, self.num_heads * self.d]),
-            &device,
-        )
     }
 }
 

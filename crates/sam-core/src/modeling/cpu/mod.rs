@@ -1,18 +1,23 @@
 //! Kernels on host memory for the CPU backend (`Device::flex()`), where burn's own are slow
-//! for our shapes. The callers in [`super::common`] pick them only on that device; every
-//! other device keeps burn's operations. Natively they run on all cores (rayon) with the
-//! widest x86 vectors the processor has, chosen at run time ([`widest`]); in wasm they run
-//! with the module's SIMD on one thread, or on rayon's pool of Web Workers in the threaded
-//! module (feature `threads`).
+//! for our shapes: plain f32 slices in and out, no tensors. Their only caller is the ops layer
+//! ([`super::ops`]), which picks them for f32 tensors on that device (unless switched off,
+//! `ops::set_host_kernels`); every other device keeps burn's operations. Natively they run
+//! on all cores (rayon, [`for_each_chunk`]) with the widest x86 vectors the processor has,
+//! chosen at run time ([`widest`]); in wasm they run with the module's SIMD on one thread, or
+//! on rayon's pool of Web Workers in the threaded module (feature `threads`).
+//!
+//! Matrix products are in `gemm` and `products`, the separable mask resampling in `resize`.
 
 #[cfg(any(not(target_family = "wasm"), feature = "threads"))]
 use rayon::prelude::*;
 
 mod gemm;
 mod products;
+mod resize;
 
 use gemm::{Rhs, matmul, matmul_by};
 pub use products::{Conv, batched_matmul, conv2d, linear};
+pub use resize::resample_separable;
 
 /// Runs `f` (which should be an `#[inline(always)]` closure over `#[inline(always)]` code)
 /// compiled for AVX-512 or AVX2 when the processor has them: x86-64 builds target SSE2
