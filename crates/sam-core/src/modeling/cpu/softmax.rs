@@ -1,0 +1,103 @@
+//! Row-wise softmax with a vectorised exp (short rows, rows with a bias).
+
+use super::*;
+
+/// Softmax over rows of `n` values, in place (`values.len()` a multiple of `n`).
+pub fn softmax_rows(values: &mut [f32], n: usize) {
+    assert!(n > 0 && values.len().is_multiple_of(n), "softmax rows");
+    let parallel = values.len() >= 1 << 15;
+    for_each_chunk(
+        values,
+        n * (1usize << 14).div_ceil(n),
+        parallel,
+        |_, rows| {
+            widest(
+                #[inline(always)]
+                || {
+                    if n < SOFTMAX_LANES {
+                        softmax_short_rows(rows, n)
+                    } else {
+                        for row in rows.chunks_exact_mut(n) {
+                            softmax_row(row, None)
+                        }
+                    }
+                },
+            )
+        },
+    );
+}
+
+/// Softmax over rows shorter than a vector of lanes (the decoder's image-to-token attention:
+/// 7 tokens a head), where [`softmax_row`] would be all scalar tail: the max of each row is
+/// subtracted, then one vectorised `exp` runs over the whole block, then each row is scaled.
+#[inline(always)]
+pub(super) fn softmax_short_rows(rows: &mut [f32], n: usize) {
+    for row in rows.chunks_exact_mut(n) {
+        let max = row
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+        for v in row.iter_mut() {
+            *v -= max;
+        }
+    }
+    for v in rows.iter_mut() {
+        *v = exp_f32(*v);
+    }
+    for row in rows.chunks_exact_mut(n) {
+        let inv = 1.0 / row.iter().sum::<f32>();
+        for v in row.iter_mut() {
+            *v *= inv;
+        }
+    }
+}
+
+/// Row-wise `softmax(scores + bias)` over rows of `n`, in place.
+#[inline(always)]
+pub(super) fn softmax_rows_with_bias(scores: &mut [f32], bias: &[f32], n: usize) {
+    for (s, b) in scores.chunks_exact_mut(n).zip(bias.chunks_exact(n)) {
+        softmax_row(s, Some(b));
+    }
+}
+
+/// Lanes of [`softmax_row`]'s reductions.
+pub(super) const SOFTMAX_LANES: usize = 16;
+
+/// `softmax(row + bias)` in place. The max and the sum are kept per lane (`L` of them) so
+/// that the compiler can vectorise both reductions.
+#[inline(always)]
+pub(super) fn softmax_row(s: &mut [f32], bias: Option<&[f32]>) {
+    const L: usize = SOFTMAX_LANES;
+    let split = s.len() - s.len() % L;
+    if let Some(b) = bias {
+        for (v, &bv) in s.iter_mut().zip(b) {
+            *v += bv;
+        }
+    }
+    let mut maxes = [f32::NEG_INFINITY; L];
+    for sc in s[..split].chunks_exact(L) {
+        for i in 0..L {
+            maxes[i] = if sc[i] > maxes[i] { sc[i] } else { maxes[i] };
+        }
+    }
+    // Not `f32::max`: its NaN rule makes it a library call (`fmaxf`) in WebAssembly.
+    let max = s[split..]
+        .iter()
+        .chain(&maxes)
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    let mut sums = [0.0f32; L];
+    for sc in s[..split].chunks_exact_mut(L) {
+        for i in 0..L {
+            sc[i] = exp_f32(sc[i] - max);
+            sums[i] += sc[i];
+        }
+    }
+    let mut sum: f32 = sums.iter().sum();
+    for v in &mut s[split..] {
+        *v = exp_f32(*v - max);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in s.iter_mut() {
+        *v *= inv;
+    }
+}
