@@ -20,6 +20,7 @@ pub mod amg;
 pub mod error;
 pub mod fixture;
 pub mod io;
+pub mod memory;
 pub mod modeling;
 pub mod predictor;
 pub mod preprocess;
