@@ -4,7 +4,9 @@ use std::cell::RefCell;
 
 use js_sys::{Promise, Uint8Array};
 use sam_core::amg::{SamAutomaticMaskGenerator, records_to_sa1b};
+use sam_core::io::checkpoint::{ByteSource, Checkpoint};
 use sam_core::io::sa1b;
+use sam_core::memory::{MemoryEstimate, MemoryLimits};
 use sam_core::predictor::MaskChoice;
 use sam_core::preprocess::RgbImage;
 use sam_core::readback::read_prediction;
@@ -54,6 +56,7 @@ impl Segmenter {
         let (model_type, choice, on_progress) = convert::segmenter_options(&options)?;
         let backend = backend::select(choice).await?;
         let source = Counted::new(checkpoint_source(&checkpoint)?);
+        check_memory(&source, &backend)?;
         // Progress in bytes read from the file (the tensors' storages dominate), all of them
         // once every tensor is loaded. Reported only when it goes up: a tensor served from
         // bytes already read (a block read ahead) adds nothing to show.
@@ -387,4 +390,53 @@ impl Segmenter {
     pub fn sam(&self) -> &Sam {
         &self.sam
     }
+}
+
+/// Refuses a model that does not fit the backend, before any weight is copied: the estimate
+/// comes from the checkpoint's directory alone (`sam_core::memory`). On the CPU backend the
+/// weights and activations must fit in what wasm32's 4 GiB leaves beside the memory already
+/// grown (counted whole: freed blocks inside it are not known here, so a model loaded beside
+/// another is judged conservatively); on WebGPU every tensor must fit the adapter's largest
+/// buffer. A refusal is an `Error` named `ModelTooLargeError` whose message names the model,
+/// the memory it needs and what to do.
+fn check_memory(source: &dyn ByteSource, backend: &Backend) -> Result<(), JsValue> {
+    let ckpt = Checkpoint::from_source(source).map_err(|e| sam_error(e.into()))?;
+    let estimate = MemoryEstimate::of(&ckpt).map_err(sam_error)?;
+    let limits = match sam_core::amg::max_buffer_bytes(&backend.device) {
+        Some(max_buffer) => MemoryLimits::Gpu {
+            max_buffer,
+            total: None,
+        },
+        None => MemoryLimits::Cpu {
+            available: cpu_memory_available(),
+        },
+    };
+    estimate
+        .check(limits)
+        .map_err(|e| js_error(&e.to_string(), Some("ModelTooLargeError")))
+}
+
+/// Bytes the wasm32 heap can still grow by: 4 GiB less the linear memory already grown (the
+/// test hook `setMemoryLimit` lowers the 4 GiB).
+fn cpu_memory_available() -> u64 {
+    let limit = MEMORY_LIMIT
+        .get()
+        .unwrap_or(sam_core::memory::WASM32_MAX_MEMORY);
+    #[cfg(target_arch = "wasm32")]
+    let grown = core::arch::wasm32::memory_size(0) as u64 * 65536;
+    #[cfg(not(target_arch = "wasm32"))]
+    let grown = 0u64;
+    limit.saturating_sub(grown)
+}
+
+thread_local! {
+    static MEMORY_LIMIT: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Tests only: the CPU backend's memory limit in bytes, in place of wasm32's 4 GiB (`null`
+/// restores it), so that the refusal path of `Segmenter.create` can be driven with a small
+/// model. Not part of the npm package's API.
+#[wasm_bindgen(js_name = setMemoryLimit)]
+pub fn set_memory_limit(bytes: Option<f64>) {
+    MEMORY_LIMIT.set(bytes.map(|b| b.max(0.0) as u64));
 }
