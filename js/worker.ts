@@ -62,6 +62,8 @@ function classify(e: unknown, stage: RequestType): ErrorPayload {
   let message = messageOf(e);
   const name = e !== null && typeof e === "object" && "name" in e ? String((e as { name: unknown }).name) : "";
   if (name === "AbortError" || message === "cancelled" || message === "aborted") return { message: "cancelled", kind: "aborted" };
+  // Refused before loading (sam_core::memory): nothing was allocated, the worker stays usable.
+  if (name === "ModelTooLargeError") return { message, kind: "out-of-memory" };
   const isTrap = e instanceof WebAssembly.RuntimeError || /unreachable|RuntimeError/.test(message);
   if (isTrap) {
     // A Rust panic or abort: the module may be unusable now. The panic hook logged the reason.
