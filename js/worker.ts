@@ -84,6 +84,9 @@ function classify(e: unknown, stage: RequestType): ErrorPayload {
       kind: "out-of-memory",
     };
   }
+  // The binding names each sam-core error kind (crates/sam-wasm/src/error.rs): the name, not the wording.
+  if (name === "CheckpointError" || name === "ModelTypeError") return { message, kind: "not-a-checkpoint" };
+  if (name === "PromptError") return { message, kind: "bad-prompt" };
   if (stage === "load") {
     if (/webgpu|adapter|navigator\.gpu/i.test(message)) return { message, kind: "no-webgpu" };
     if (/download|fetch|HTTP/i.test(message)) return { message, kind: "download" };

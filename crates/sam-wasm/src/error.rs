@@ -12,27 +12,41 @@ pub fn js_error(message: &str, name: Option<&str>) -> JsValue {
     err.into()
 }
 
-/// The JS error for a sam-core error. A cancelled run is an `AbortError` named "cancelled",
-/// like a fetch aborted through an `AbortSignal`; the other kinds keep sam-core's messages
-/// (which name the file problem, the bad prompt field or the backend failure), named after
-/// their kind where it has one (`CheckpointError`, `PromptError`, `RleError`, `Sa1bError`,
-/// `ImageError`, `PolygonError`, `OutOfMemoryError`).
-pub fn sam_error(e: SamError) -> JsValue {
+/// The JS `name` of a sam-core error: one per kind (an exhaustive match, so a new kind gets a
+/// name), so that callers can branch on `err.name` instead of the message's wording. A cancelled
+/// run is an `AbortError`, like a fetch aborted through an `AbortSignal`; a backend failure that
+/// reads as an allocation failure is an `OutOfMemoryError`.
+pub fn error_name(e: &SamError) -> &'static str {
     match e {
-        SamError::Cancelled => js_error("cancelled", Some("AbortError")),
-        SamError::Checkpoint(e) => js_error(&format!("checkpoint: {e}"), Some("CheckpointError")),
-        SamError::Prompt(_) => js_error(&e.to_string(), Some("PromptError")),
-        SamError::Rle(_) => js_error(&e.to_string(), Some("RleError")),
-        SamError::Sa1b(_) => js_error(&e.to_string(), Some("Sa1bError")),
-        SamError::Polygon(_) => js_error(&e.to_string(), Some("PolygonError")),
-        SamError::Image(_) => js_error(&e.to_string(), Some("ImageError")),
-        SamError::Backend(ref m) if looks_out_of_memory(m) => js_error(
+        SamError::Cancelled => "AbortError",
+        SamError::Checkpoint(_) => "CheckpointError",
+        SamError::Npy(_) => "NpyError",
+        SamError::Rle(_) => "RleError",
+        SamError::Sa1b(_) => "Sa1bError",
+        SamError::Polygon(_) => "PolygonError",
+        SamError::Image(_) => "ImageError",
+        SamError::ModelType(_) => "ModelTypeError",
+        SamError::Prompt(_) => "PromptError",
+        SamError::Input(_) => "InputError",
+        SamError::Backend(m) if looks_out_of_memory(m) => "OutOfMemoryError",
+        SamError::Backend(_) => "BackendError",
+    }
+}
+
+/// The JS error for a sam-core error, named by [`error_name`], with sam-core's message (which
+/// names the file problem, the bad prompt field or the backend failure).
+pub fn sam_error(e: SamError) -> JsValue {
+    let name = error_name(&e);
+    match e {
+        SamError::Cancelled => js_error("cancelled", Some(name)),
+        SamError::Checkpoint(e) => js_error(&format!("checkpoint: {e}"), Some(name)),
+        SamError::Backend(_) if name == "OutOfMemoryError" => js_error(
             &format!(
                 "out of memory: {e} (try a smaller model such as mobile_sam, or the CPU backend)"
             ),
-            Some("OutOfMemoryError"),
+            Some(name),
         ),
-        other => js_error(&other.to_string(), None),
+        other => js_error(&other.to_string(), Some(name)),
     }
 }
 
@@ -44,4 +58,35 @@ fn looks_out_of_memory(message: &str) -> bool {
 /// A `TypeError` for an argument of the wrong shape or type.
 pub fn type_error(message: &str) -> JsValue {
     js_sys::TypeError::new(message).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_own_readable_name() {
+        let kinds = [
+            SamError::Cancelled,
+            SamError::Npy(sam_core::io::npy::NpyError::BadMagic),
+            SamError::ModelType("m".into()),
+            SamError::Prompt("p".into()),
+            SamError::Input("i".into()),
+            SamError::Backend("device lost".into()),
+            SamError::Backend("can't allocate buffer".into()),
+        ];
+        let names: Vec<&str> = kinds.iter().map(error_name).collect();
+        assert_eq!(
+            names,
+            [
+                "AbortError",
+                "NpyError",
+                "ModelTypeError",
+                "PromptError",
+                "InputError",
+                "BackendError",
+                "OutOfMemoryError"
+            ]
+        );
+    }
 }
