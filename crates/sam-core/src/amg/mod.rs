@@ -887,7 +887,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pack_round_trip_on_host() {
+    fn pack_round_trip_on_the_host() {
         let mask: Vec<bool> = (0..37).map(|i| i % 3 == 0 || i == 36).collect();
         let packed: Vec<f32> = mask
             .chunks(PACK_BITS)
