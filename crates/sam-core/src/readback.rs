@@ -9,7 +9,7 @@
 use burn::tensor::{Bool, BoolStore, DType, Tensor, TensorData, Transaction};
 
 use crate::error::{Result, SamError};
-use crate::predictor::{MASK_THRESHOLD, Prediction};
+use crate::predictor::Prediction;
 
 /// Reads a float tensor back to the host (shape, row-major values).
 pub async fn read_f32<const D: usize>(t: Tensor<D>) -> Result<(Vec<usize>, Vec<f32>)> {
@@ -88,9 +88,10 @@ pub struct HostPrediction {
 /// `low_res_logits`) the low-res logits come back with one submission and one wait for the
 /// GPU, instead of one round trip each; on the CPU backend it costs what separate reads do.
 pub async fn read_prediction(pred: Prediction, low_res_logits: bool) -> Result<HostPrediction> {
+    let masks = pred.masks();
     let mut tr = Transaction::default()
         .register(pred.iou_predictions)
-        .register(pred.logits.greater_elem(MASK_THRESHOLD));
+        .register(masks);
     if low_res_logits {
         tr = tr.register(pred.low_res_logits);
     }
