@@ -4,7 +4,9 @@
 // image size), for the kit's mobile_sam checkpoint (or SAM_BENCH_CHECKPOINT, e.g. a ViT-B .pth) on
 // the landscape test image (640x480). Medians; JSON to tests/e2e/artifacts/bench-threads.json.
 // Env: SAM_BENCH_THREADS (default "1,2"), SAM_BENCH_EMBEDS (3), SAM_BENCH_CLICKS (20),
-//      SAM_BENCH_CHECKPOINT (a path), SAM_BENCH_AMG=1 adds "segment everything" (32x32 points).
+//      SAM_BENCH_CHECKPOINT (a path), SAM_BENCH_AMG=1 adds "segment everything" (32x32 points),
+//      SAM_BENCH_PKG / SAM_BENCH_PKG_THREADS (module directories, default crates/sam-wasm/pkg{,-threads}:
+//      e.g. copies of release builds, so that a rebuild of the tree's modules does not change a sitting).
 import { test } from "@playwright/test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
@@ -21,8 +23,8 @@ test("bench: threaded CPU module, 1 vs N threads", async ({ page }) => {
   const checkpoint = process.env.SAM_BENCH_CHECKPOINT ?? join(dir, `${tagFor(dir, "mobile_sam")}.pth`);
   const server = await startServer({
     "/__threads/": join(repoRoot, "tests/e2e/threads"),
-    "/pkg/": join(repoRoot, "crates/sam-wasm/pkg"),
-    "/pkg-threads/": join(repoRoot, "crates/sam-wasm/pkg-threads"),
+    "/pkg/": process.env.SAM_BENCH_PKG ?? join(repoRoot, "crates/sam-wasm/pkg"),
+    "/pkg-threads/": process.env.SAM_BENCH_PKG_THREADS ?? join(repoRoot, "crates/sam-wasm/pkg-threads"),
     "/__ckpt/": dirname(checkpoint),
   });
   try {
