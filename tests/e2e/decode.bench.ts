@@ -12,11 +12,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { artifacts, screenPoint, status, test, waitPredicted, waitReady } from "./fixtures.js";
 import { tagFor } from "./reference.js";
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
-};
+import { median } from "./bench-stats.js";
 
 test("bench: the demo's decodeMs of a click, first and later (CPU backend)", async ({ page, env }) => {
   const img = env.images["landscape"];

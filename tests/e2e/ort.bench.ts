@@ -1,22 +1,24 @@
-// Peer benchmark (not a test; scripts/bench-ort.sh): ONNX Runtime Web's wasm backend on the ONNX export of
-// the same random-weight checkpoint (scripts/export_onnx.py), in the same headless Chromium on a cross-origin
-// isolated page, 1 and N threads: the encoder and a click (threads/ort-runner.js). Compare with
-// threads.bench.ts. Medians; JSON to tests/e2e/artifacts/bench-ort.json.
+// Peer benchmark (not a test; scripts/bench-ort.sh): ONNX Runtime Web on the ONNX export of the same
+// random-weight checkpoint (scripts/export_onnx.py), in the same headless Chromium on a cross-origin isolated
+// page: the encoder and a click (threads/ort-runner.js), with the `wasm` execution provider on 1 and N threads,
+// or the `webgpu` one (SAM_ORT_EP=webgpu). Compare with threads.bench.ts (CPU) and webgpu.bench.ts (both on
+// WebGPU, outputs cross-checked). Medians of the runs after the first (the first, cold, apart);
+// JSON to tests/e2e/artifacts/bench-ort[-webgpu].json.
 // Env: SAM_ORT_DIR (default ~/.cache/sam-ort-bench: node_modules/onnxruntime-web and models/), SAM_BENCH_MODEL
-// (mobile_sam), SAM_BENCH_THREADS ("1,2"), SAM_BENCH_EMBEDS (3), SAM_BENCH_CLICKS (20).
+// (mobile_sam), SAM_ORT_EP (wasm | webgpu), SAM_BENCH_THREADS ("1,2"; "1" for webgpu), SAM_BENCH_EMBEDS (3),
+// SAM_BENCH_CLICKS (20).
 import { test } from "@playwright/test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { repoRoot } from "./reference.js";
 import { startServer } from "./server.js";
+import { median } from "./bench-stats.js";
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
-};
+const ep = process.env.SAM_ORT_EP ?? "wasm";
+if (ep !== "wasm" && ep !== "webgpu") throw new Error(`SAM_ORT_EP=${ep}: wasm or webgpu`);
 
-test("bench: ONNX Runtime Web (wasm), 1 vs N threads", async ({ page }) => {
+test(`bench: ONNX Runtime Web (${ep})`, async ({ page }) => {
   const dir = process.env.SAM_ORT_DIR ?? join(homedir(), ".cache/sam-ort-bench");
   const model = process.env.SAM_BENCH_MODEL ?? "mobile_sam";
   const server = await startServer({
@@ -29,9 +31,10 @@ test("bench: ONNX Runtime Web (wasm), 1 vs N threads", async ({ page }) => {
     await page.goto(`${server.url}/__threads/index.html`);
     await page.waitForFunction(() => (window as unknown as { harnessReady?: boolean }).harnessReady === true);
     const rows: Record<string, unknown>[] = [];
-    for (const threads of (process.env.SAM_BENCH_THREADS ?? "1,2").split(",").map(Number)) {
+    for (const threads of (process.env.SAM_BENCH_THREADS ?? (ep === "wasm" ? "1,2" : "1")).split(",").map(Number)) {
       const job = {
         runner: "./ort-runner.js",
+        ep,
         threads,
         encoder: `/__models/${model}_encoder.onnx`,
         decoder: `/__models/${model}_decoder.onnx`,
@@ -40,21 +43,24 @@ test("bench: ONNX Runtime Web (wasm), 1 vs N threads", async ({ page }) => {
         embedRuns: Number(process.env.SAM_BENCH_EMBEDS ?? 3),
         predictRuns: Number(process.env.SAM_BENCH_CLICKS ?? 20),
       };
-      const out = await page.evaluate((j) => (window as unknown as { runModule(j: object): Promise<{ embedMs: number[]; clickMs: number[] }> }).runModule(j), job);
+      type Out = { createMs: number; embedMs: number[]; clickMs: number[] };
+      const out = await page.evaluate((j) => (window as unknown as { runModule(j: object): Promise<Out> }).runModule(j), job);
       const row = {
-        impl: "onnxruntime-web wasm",
+        impl: `onnxruntime-web ${ep}`,
         model,
         threads,
+        sessionsMs: Math.round(out.createMs),
         encoderMs: median(out.embedMs.length > 1 ? out.embedMs.slice(1) : out.embedMs),
         encoderRuns: out.embedMs.map(Math.round),
         clickMs: median(out.clickMs.slice(1)),
+        clickRuns: out.clickMs.map(Math.round),
       };
       console.log(JSON.stringify(row));
       rows.push(row);
     }
     const artifacts = join(repoRoot, "tests/e2e/artifacts");
     mkdirSync(artifacts, { recursive: true });
-    writeFileSync(join(artifacts, "bench-ort.json"), JSON.stringify({ model, rows }, null, 2) + "\n");
+    writeFileSync(join(artifacts, ep === "wasm" ? "bench-ort.json" : `bench-ort-${ep}.json`), JSON.stringify({ model, ep, rows }, null, 2) + "\n");
   } finally {
     await server.close();
   }

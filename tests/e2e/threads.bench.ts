@@ -12,11 +12,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { referenceDir, repoRoot, SafeTensors, tagFor } from "./reference.js";
 import { startServer } from "./server.js";
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
-};
+import { median } from "./bench-stats.js";
 
 test("bench: threaded CPU module, 1 vs N threads", async ({ page }) => {
   const dir = referenceDir();

@@ -1,6 +1,9 @@
-// The worker of threads.spec.ts: loads one sam-wasm module (single-threaded pkg or threaded
-// pkg-threads), starts rayon's pool for the threaded one, runs the given prompts on the CPU
-// backend and returns the masks (base64), scores and timings.
+// The worker of threads.spec.ts and the browser benchmarks: loads one sam-wasm module (single-threaded
+// pkg or threaded pkg-threads), starts rayon's pool for the threaded one, runs the given prompts on
+// `job.backend` (default "cpu") and returns the masks (base64), scores and timings. With
+// `job.firstClicks`, the first case's prompt is also clicked once right after each setImage (the
+// binding's first click on that image: `firstClickMs`); with `job.withEmbedding`, the last image's
+// embedding comes back as .npy bytes (base64).
 const b64 = (bytes) => {
   let s = "";
   for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
@@ -25,17 +28,27 @@ self.onmessage = async ({ data: job }) => {
     // The threaded module starts its pool (even of 1 thread: the benchmark's baseline).
     if (m.initThreadPool) await m.initThreadPool(job.threads);
     const bytes = new Uint8Array(await (await fetch(job.checkpoint)).arrayBuffer());
-    const seg = await m.Segmenter.create(bytes, { backend: "cpu" });
-    const out = { threads: m.threadCount ? m.threadCount() : 1, backendInfo: seg.backendInfo, embedMs: {}, cases: [] };
+    const tLoad = performance.now();
+    const seg = await m.Segmenter.create(bytes, { backend: job.backend ?? "cpu" });
+    const loadMs = performance.now() - tLoad;
+    const out = { threads: m.threadCount ? m.threadCount() : 1, backendInfo: seg.backendInfo, loadMs, embedMs: {}, firstClickMs: {}, cases: [] };
     for (const image of job.images) {
       const rgba = rgbaOf(image.rgb, image.width, image.height);
       const runs = [];
+      const firsts = [];
       for (let r = 0; r < (job.embedRuns ?? 1); r++) {
-        const t0 = performance.now();
+        let t0 = performance.now();
         await seg.setImage(rgba, image.width, image.height);
         runs.push(performance.now() - t0);
+        if (job.firstClicks && image.cases[0]) {
+          t0 = performance.now();
+          await seg.predict(image.cases[0].prompt);
+          firsts.push(performance.now() - t0);
+        }
       }
       out.embedMs[image.name] = runs;
+      out.firstClickMs[image.name] = firsts;
+      if (job.withEmbedding) out.embedding = b64(await seg.exportEmbedding());
       for (const c of image.cases) {
         const times = [];
         let r;
