@@ -10,7 +10,7 @@
 // ours against each other and against the official outputs of the kit; the scores.
 // On a machine without a GPU the adapter is SwiftShader, a CPU emulation: the times then say nothing about
 // GPU speed, and are slow (a minute a click for ORT): keep the runs few.
-// Env: SAM_ORT_DIR (as ort.bench.ts), SAM_BENCH_IMPLS ("ort,ours"), SAM_BENCH_EMBEDS (3: one cold, two warm),
+// Env: SAM_ORT_DIR (as ort.bench.ts), SAM_BENCH_IMPLS ("ours,ort": ours runs first), SAM_BENCH_EMBEDS (3: one cold, two warm),
 // SAM_BENCH_CLICKS (3 for ORT; for ours the clicks after the per-image first clicks). JSON to
 // tests/e2e/artifacts/bench-webgpu.json.
 import { test } from "@playwright/test";
@@ -68,7 +68,7 @@ test("bench: WebGPU, ONNX Runtime Web's webgpu EP beside ours, outputs cross-che
   const ref = new SafeTensors(join(dir, `${tag}_ref.safetensors`));
   const [height, width] = pre.info(`image/${c.image}`).shape as [number, number];
   const ortDir = process.env.SAM_ORT_DIR ?? join(homedir(), ".cache/sam-ort-bench");
-  const impls = (process.env.SAM_BENCH_IMPLS ?? "ort,ours").split(",");
+  const impls = (process.env.SAM_BENCH_IMPLS ?? "ours,ort").split(",");
   const embedRuns = Number(process.env.SAM_BENCH_EMBEDS ?? 3);
   const clicks = Number(process.env.SAM_BENCH_CLICKS ?? 3);
   const scratch = mkdtempSync(join(tmpdir(), "sam-webgpu-bench-"));
@@ -95,37 +95,15 @@ test("bench: WebGPU, ONNX Runtime Web's webgpu EP beside ours, outputs cross-che
     console.log(`browser ${browser}, adapter ${JSON.stringify(adapter)}`);
     const run = <T>(job: object): Promise<T> => page.evaluate((j) => (window as unknown as { runModule(j: object): Promise<T> }).runModule(j), job);
 
+    const artifacts = join(repoRoot, "tests/e2e/artifacts");
+    mkdirSync(artifacts, { recursive: true });
+    const file = join(artifacts, "bench-webgpu.json");
+    const header = { browser, adapter, model: tag, image: [width, height], case: c.name };
     const rows: Record<string, unknown>[] = [];
+    // Written after each implementation too: a long run on SwiftShader keeps what it measured.
+    const save = (extra: object = {}): void => writeFileSync(file, JSON.stringify({ ...header, rows, ...extra }, null, 2) + "\n");
     let ort: OrtOut | undefined;
     let ours: OursOut | undefined;
-    if (impls.includes("ort")) {
-      ort = await run<OrtOut>({
-        runner: "./ort-runner.js",
-        ep: "webgpu",
-        threads: 1,
-        encoder: "/__models/mobile_sam_encoder.onnx",
-        decoder: "/__models/mobile_sam_decoder.onnx",
-        input: "/__input/input.f32",
-        width,
-        height,
-        point,
-        embedRuns,
-        predictRuns: clicks,
-        withOutputs: true,
-      });
-      const row = {
-        impl: "onnxruntime-web webgpu EP",
-        sessionsMs: round(ort.createMs),
-        encoderColdMs: round(ort.embedMs[0] ?? NaN),
-        encoderWarmMs: round(median(ort.embedMs.slice(1))),
-        encoderRuns: ort.embedMs.map((x) => round(x)),
-        clickColdMs: round(ort.clickMs[0] ?? NaN),
-        clickWarmMs: round(median(ort.clickMs.slice(1))),
-        clickRuns: ort.clickMs.map((x) => round(x)),
-      };
-      console.log(JSON.stringify(row));
-      rows.push(row);
-    }
     if (impls.includes("ours")) {
       const rgb = pre.u8(`image/${c.image}`);
       ours = await run<OursOut>({
@@ -156,8 +134,38 @@ test("bench: WebGPU, ONNX Runtime Web's webgpu EP beside ours, outputs cross-che
       };
       console.log(JSON.stringify(row));
       rows.push(row);
+      save();
     }
 
+    if (impls.includes("ort")) {
+      ort = await run<OrtOut>({
+        runner: "./ort-runner.js",
+        ep: "webgpu",
+        threads: 1,
+        encoder: "/__models/mobile_sam_encoder.onnx",
+        decoder: "/__models/mobile_sam_decoder.onnx",
+        input: "/__input/input.f32",
+        width,
+        height,
+        point,
+        embedRuns,
+        predictRuns: clicks,
+        withOutputs: true,
+      });
+      const row = {
+        impl: "onnxruntime-web webgpu EP",
+        sessionsMs: round(ort.createMs),
+        encoderColdMs: round(ort.embedMs[0] ?? NaN),
+        encoderWarmMs: round(median(ort.embedMs.slice(1))),
+        encoderRuns: ort.embedMs.map((x) => round(x)),
+        clickColdMs: round(ort.clickMs[0] ?? NaN),
+        clickWarmMs: round(median(ort.clickMs.slice(1))),
+        clickRuns: ort.clickMs.map((x) => round(x)),
+      };
+      console.log(JSON.stringify(row));
+      rows.push(row);
+      save();
+    }
     // Cross-checks: embeddings, masks (tokens 1..3 of SamOnnxModel's four: the multimask ones) and scores.
     const refEmbed = ref.f32(`embed/${c.image}`);
     const refMasks = ref.u8(c.outputs.masks);
@@ -187,10 +195,7 @@ test("bench: WebGPU, ONNX Runtime Web's webgpu EP beside ours, outputs cross-che
         console.log(JSON.stringify(check));
         checks.push(check);
       }
-    const artifacts = join(repoRoot, "tests/e2e/artifacts");
-    mkdirSync(artifacts, { recursive: true });
-    const out = { browser, adapter, model: tag, image: [width, height], case: c.name, rows, checks };
-    writeFileSync(join(artifacts, "bench-webgpu.json"), JSON.stringify(out, null, 2) + "\n");
+    save({ checks });
   } finally {
     await server.close();
     rmSync(scratch, { recursive: true, force: true });
