@@ -132,7 +132,8 @@ fn advice(model: &str, cpu: bool) -> &'static str {
         ("vit_h" | "vit_l" | "custom_vit", true) => {
             "Use the WebGPU backend, or a smaller model (vit_b or mobile_sam)."
         }
-        (_, true) => "Close other models or tabs, or use the WebGPU backend or mobile_sam.",
+        ("mobile_sam", true) => "Close other tabs, or use the WebGPU backend.",
+        (_, true) => "Close other tabs, or use the WebGPU backend or mobile_sam.",
         ("mobile_sam", false) => "Use the CPU backend.",
         (_, false) => "Use the CPU backend, or a smaller model (vit_b or mobile_sam).",
     }
