@@ -263,6 +263,7 @@ const handlers: { [K in RequestType]: Handler<K> } = {
     if (modelType) options.modelType = modelType;
     const module = await needModules().forBackend(backend ?? "auto");
     wasmMemory = module.memory;
+    applyMemoryHeadroom(module.wasm, module.memory);
     // The new model is built next to the old one, which is freed only once the new one exists: a wrong
     // file leaves the previous model (and its image) usable. Peak memory is both models for a moment.
     const built = await module.wasm.Segmenter.create(data, options);
@@ -401,6 +402,24 @@ function trapIfArmed(type: RequestType): void {
   delete hook.__samTrapNext;
   throw new WebAssembly.RuntimeError("unreachable (trap forced by the test hook __samTrapNext)");
 }
+
+/**
+ * Test hook: `self.__samMemoryHeadroom = bytes` (set by tests/e2e/memory.spec.ts through Playwright's
+ * `worker.evaluate`) makes the next loads on the CPU backend check the model against that many bytes above
+ * the wasm memory grown so far, in place of wasm32's 4 GiB (the binding's `setMemoryLimit`): the real
+ * estimate of the real file, against a smaller heap. Nothing in the page or the package sets it.
+ */
+function applyMemoryHeadroom(wasm: { setMemoryLimit(bytes?: number | null): void }, memory: WebAssembly.Memory | null): void {
+  const headroom = (self as unknown as { __samMemoryHeadroom?: number }).__samMemoryHeadroom;
+  if (headroom === undefined || !memory) return;
+  wasm.setMemoryLimit(memory.buffer.byteLength + headroom);
+}
+
+/**
+ * Benchmark hook: `self.__samWasmMemoryBytes()` (read by tests/e2e/big.bench.ts through `worker.evaluate`)
+ * is the byte length of the wasm module's linear memory, which never shrinks: its peak so far.
+ */
+(self as unknown as { __samWasmMemoryBytes?: () => number }).__samWasmMemoryBytes = () => wasmMemory?.buffer.byteLength ?? 0;
 
 /** Calls that touch the model run one at a time, in order; the pure helpers do not wait. */
 const QUEUED: ReadonlySet<RequestType> = new Set<RequestType>(["load", "setImage", "predict", "generate", "exportEmbedding", "importEmbedding", "clearImage", "dispose"]);
