@@ -1,0 +1,141 @@
+// Benchmark (not a test; never run by scripts/e2e.sh or CI): the large official architectures (ViT-L,
+// ViT-H) in headless Chromium on the CPU backend (issue 15), through the npm package (dist/, served at
+// /sam-browser/ beside the demo) in a blank page. The checkpoint is a fixture written by
+// scripts/bench-big.sh (sam_core::fixture, official .pth format) and handed to the package as the File of
+// an <input type=file> (disk-backed, read by the worker in slices; never one ArrayBuffer). Records the
+// load time, the wasm memory (its linear memory's byte length, which never shrinks: the peak so far)
+// after loading, after embedding the landscape test image and after a click, the embedding's and the
+// clicks' times, and the load progress (bytes read). A model refused before loading (ModelTooLargeError)
+// or failing is recorded with its error. JSON to tests/e2e/artifacts/bench-big-<model>.json.
+// Run: bash scripts/bench-big.sh [vit_l vit_h]
+// Env: SAM_BIG_DIR (the checkpoints, <model>_seed0.pth), SAM_BIG_MODELS (comma-separated, default
+// vit_l,vit_h), SAM_BENCH_THREADS (default 1: the single-threaded module).
+import { existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import type { Page, Worker } from "@playwright/test";
+import { artifacts, test } from "./fixtures.js";
+
+type Package = typeof import("../../js/index.js");
+type Client = import("../../js/index.js").SamClient;
+
+const dir = process.env.SAM_BIG_DIR ?? join(homedir(), ".cache/sam-big");
+const models = (process.env.SAM_BIG_MODELS ?? "vit_l,vit_h").split(",").map((m) => m.trim()).filter(Boolean);
+const threads = Number(process.env.SAM_BENCH_THREADS ?? 1);
+
+/** The page's model worker (the one SamClient names "sam-browser"). */
+async function modelWorker(page: Page): Promise<Worker> {
+  for (const w of page.workers()) {
+    if ((await w.evaluate(() => self.name).catch(() => "")) === "sam-browser") return w;
+  }
+  throw new Error(`no model worker among ${page.workers().length} workers`);
+}
+
+async function wasmMemory(page: Page): Promise<number> {
+  const w = await modelWorker(page);
+  return w.evaluate(() => (self as unknown as { __samWasmMemoryBytes?: () => number }).__samWasmMemoryBytes?.() ?? NaN);
+}
+
+interface BigWindow {
+  __big?: { sam: Client; progress: { stage: string; loaded: number; total: number }[] };
+}
+
+const MIB = 1 << 20;
+const mib = (b: number): number => Math.round(b / MIB);
+
+for (const model of models) {
+  test(`bench: ${model} in the page on the CPU backend (load, memory, embedding, click)`, async ({ page, env }) => {
+    const file = join(dir, `${model}_seed0.pth`);
+    test.skip(!existsSync(file), `${file} is missing: run scripts/bench-big.sh`);
+    const img = env.images["landscape"];
+    if (!img) throw new Error("no landscape test image");
+    page.on("console", (m) => {
+      if (m.type() === "error" || m.type() === "warning") console.log(`[page ${m.type()}] ${m.text()}`);
+    });
+    await page.route("**/__big.html", (r) => r.fulfill({ contentType: "text/html", body: '<!doctype html><title>big</title><input type="file" id="ckpt">' }));
+    await page.goto(`${env.server.url}/__big.html`);
+    await page.locator("#ckpt").setInputFiles(file);
+    const out: Record<string, unknown> = { model, file, fileBytes: statSync(file).size, threads, image: [img.width, img.height] };
+    const started = await page.evaluate(async (threads) => {
+      const url = "/sam-browser/index.js";
+      const { SamClient } = (await import(url)) as Package;
+      const sam = await SamClient.create({ threads });
+      const w = window as unknown as BigWindow;
+      w.__big = { sam, progress: [] };
+      sam.on("progress", (p) => w.__big?.progress.push({ stage: p.stage, loaded: p.loaded, total: p.total }));
+      return true;
+    }, threads);
+    if (!started) throw new Error("no client");
+    out.memoryBeforeLoadBytes = await wasmMemory(page).catch(() => NaN);
+    const load = await page.evaluate(async () => {
+      const w = window as unknown as BigWindow;
+      const sam = w.__big?.sam;
+      const f = (document.getElementById("ckpt") as HTMLInputElement).files?.[0];
+      if (!sam || !f) throw new Error("no client or file");
+      const t0 = performance.now();
+      try {
+        const info = await sam.load(f, { backend: "cpu" });
+        return { ok: true as const, ms: performance.now() - t0, info };
+      } catch (e) {
+        const x = e as { name?: unknown; kind?: unknown; message?: unknown };
+        return { ok: false as const, ms: performance.now() - t0, error: { name: String(x.name), kind: String(x.kind), message: String(x.message) } };
+      }
+    });
+    const progress = await page.evaluate(() => (window as unknown as BigWindow).__big?.progress.filter((p) => p.stage === "load") ?? []);
+    out.loadMs = Math.round(load.ms);
+    out.loadProgressEvents = progress.length;
+    out.loadProgressLast = progress.at(-1) ?? null;
+    out.memoryAfterLoadBytes = await wasmMemory(page);
+    if (!load.ok) {
+      out.error = load.error;
+    } else {
+      out.backendInfo = load.info.backendInfo;
+      out.modelType = load.info.modelType;
+      const embed = await page.evaluate(async (image) => {
+        const sam = (window as unknown as BigWindow).__big?.sam;
+        if (!sam) throw new Error("no client");
+        const t0 = performance.now();
+        try {
+          await sam.setImage(await (await fetch(image)).blob());
+          return { ok: true as const, ms: performance.now() - t0 };
+        } catch (e) {
+          const x = e as { name?: unknown; kind?: unknown; message?: unknown };
+          return { ok: false as const, ms: performance.now() - t0, error: { name: String(x.name), kind: String(x.kind), message: String(x.message) } };
+        }
+      }, img.url);
+      out.embedMs = Math.round(embed.ms);
+      out.memoryAfterEmbedBytes = await wasmMemory(page).catch(() => NaN);
+      if (!embed.ok) out.error = embed.error;
+      else {
+        const clicks = await page.evaluate(async ({ w, h }) => {
+          const sam = (window as unknown as BigWindow).__big?.sam;
+          if (!sam) throw new Error("no client");
+          const r: { decodeMs: number; roundTripMs: number; masks: number; area: number }[] = [];
+          for (const [x, y] of [
+            [Math.round(w * 0.65), Math.round(h * 0.4)],
+            [Math.round(w * 0.3), Math.round(h * 0.7)],
+            [Math.round(w * 0.5), Math.round(h * 0.5)],
+          ]) {
+            const t0 = performance.now();
+            const p = await sam.predict({ points: [[x ?? 0, y ?? 0]], labels: [1] });
+            const best = p.masks[p.best];
+            r.push({ decodeMs: p.decodeMs, roundTripMs: performance.now() - t0, masks: p.masks.length, area: best ? best.reduce((a: number, v: number) => a + v, 0) : 0 });
+          }
+          return r;
+        }, { w: img.width, h: img.height });
+        out.clicks = clicks.map((c) => ({ ...c, decodeMs: Math.round(c.decodeMs), roundTripMs: Math.round(c.roundTripMs) }));
+        out.memoryAfterClickBytes = await wasmMemory(page).catch(() => NaN);
+      }
+    }
+    await page.evaluate(() => (window as unknown as BigWindow).__big?.sam.dispose()).catch(() => undefined);
+    for (const k of ["memoryBeforeLoadBytes", "memoryAfterLoadBytes", "memoryAfterEmbedBytes", "memoryAfterClickBytes"]) {
+      const v = out[k];
+      if (typeof v === "number") out[k.replace("Bytes", "MiB")] = mib(v);
+    }
+    out.userAgent = await page.evaluate(() => navigator.userAgent);
+    out.hardwareConcurrency = await page.evaluate(() => navigator.hardwareConcurrency);
+    console.log(JSON.stringify(out, null, 2));
+    mkdirSync(artifacts, { recursive: true });
+    writeFileSync(join(artifacts, `bench-big-${model}.json`), `${JSON.stringify(out, null, 2)}\n`);
+  });
+}
