@@ -13,7 +13,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { artifacts, expect, test } from "./fixtures.js";
 import { manifest, repoRoot, SafeTensors, tagFor } from "./reference.js";
-import { startServer, type StaticServer } from "./server.js";
+import { ISOLATION_HEADERS, startServer, type StaticServer } from "./server.js";
 
 type Package = typeof import("../../js/index.js");
 
@@ -53,7 +53,8 @@ test("fixture: a ViT-B checkpoint from the fixture writer segments a click in th
   // One origin for the package, the image and the checkpoint (Chromium denies a page a fetch to another
   // loopback port); closed after the page (an open keep-alive connection would hold server.close).
   server ??= await startServer({ "/": join(repoRoot, "web/dist"), "/__fixture/": dir, "/__test/": join(artifacts, "served") });
-  await page.route("**/__fixture-test.html", (r) => r.fulfill({ contentType: "text/html", body: "<!doctype html><title>sam-browser fixture</title>" }));
+  // Cross-origin isolated (COOP/COEP), as the server's own pages: the threaded module may run.
+  await page.route("**/__fixture-test.html", (r) => r.fulfill({ contentType: "text/html", headers: { ...ISOLATION_HEADERS }, body: "<!doctype html><title>sam-browser fixture</title>" }));
   await page.goto(`${server.url}/__fixture-test.html`);
   const threads = (await page.evaluate(() => crossOriginIsolated)) ? THREADS : 1;
   const r = await page.evaluate(
