@@ -119,7 +119,7 @@ unsafe fn product(
 ) {
     // gemm splits products of at least this many multiply-adds over the cores.
     const PARALLEL_MACS: usize = 1 << 20;
-    let parallelism = if parallel && m * n * k >= PARALLEL_MACS {
+    let parallelism = if parallel && m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MACS {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
@@ -166,7 +166,11 @@ unsafe fn product(
         const PARALLEL_MACS: usize = 1 << 20;
         let [m, n, k] = shape;
         let threads = rayon::current_num_threads();
-        if parallel && threads > 1 && m >= 2 * threads && m * n * k >= PARALLEL_MACS {
+        if parallel
+            && threads > 1
+            && m >= 2 * threads
+            && m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MACS
+        {
             use rayon::prelude::*;
             // Even bands: the kernel's tiles are two rows high.
             let band = m.div_ceil(threads).next_multiple_of(2);
