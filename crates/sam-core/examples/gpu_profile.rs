@@ -9,8 +9,13 @@
 //! cargo run --release -p sam-core --example gpu_profile -- --model mobile_sam [--timing]
 //! ```
 //! `--model mobile_sam|tiny` loads the reference kit's file, `--checkpoint FILE` any
-//! checkpoint; `--width W --height H` (default 1024x768). One JSON object goes to stdout, a
-//! table to stderr. Launches are counted by cubecl's launch observer
+//! checkpoint; `--width W --height H` (default 1024x768); `--precision f32|f16|auto` (default
+//! f32, `sam_core::precision`); `--kernels` lists each phase's most launched kernels on stderr
+//! (the JSON always has them). Built with sam-core's `fusion` (and `autotune`) features, it
+//! profiles burn's fused kernels; the JSON says which build ran. With fusion, burn queues
+//! operations and launches them when a result is read, so a phase's launches are counted where
+//! they run: the last queued work of one phase may be counted in the next. One JSON object goes
+//! to stdout, a table to stderr. Launches are counted by cubecl's launch observer
 //! (`cubecl_runtime::logging::LaunchObserver`), on the thread that issues them; readbacks are
 //! the awaited reads this program makes, which are the binding's.
 //!
@@ -30,6 +35,7 @@ use cubecl_runtime::logging::{
     Duration, LaunchObservation, LaunchObserver, ProfileDuration, TimingMethod, TimingRequest,
 };
 use pollster::block_on;
+use sam_core::precision::{Precision, set_precision};
 use sam_core::predictor::{MaskChoice, Prediction};
 use sam_core::readback::{read_f32, read_prediction};
 use sam_core::{ImageEmbedding, Prompt, Sam};
@@ -139,6 +145,20 @@ fn phase(
         "readbacks": reads.count,
         "readback_bytes": reads.bytes,
     });
+    let short = |k: &str| {
+        cubecl_runtime::config::type_name_format(
+            k,
+            cubecl_runtime::config::TypeNameFormatLevel::Short,
+        )
+    };
+    // The most launched kernels (what fusion would merge): name and launches.
+    let mut most: Vec<(&&str, &usize)> = seen.launches.iter().collect();
+    most.sort_by(|a, b| b.1.cmp(a.1));
+    most.truncate(6);
+    out["most_launched"] = most
+        .iter()
+        .map(|(k, n)| serde_json::json!([short(k), n]))
+        .collect();
     let mut line = format!(
         "{name:<22} {wall_ms:>9.1} ms  {launches:>6} dispatches  {:>4} kernels ({:>3} new)  {} reads, {} bytes",
         seen.launches.len(),
@@ -146,6 +166,11 @@ fn phase(
         reads.count,
         reads.bytes
     );
+    if flag("--kernels") {
+        for (k, n) in &most {
+            line += &format!("\n    {n:>6} x {}", short(k));
+        }
+    }
     if !seen.timings.is_empty() {
         // Per kernel name: device milliseconds and launches.
         let mut by_kernel: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
@@ -166,12 +191,6 @@ fn phase(
         let mut top: Vec<(&str, (f64, usize))> = by_kernel.into_iter().collect();
         top.sort_by(|a, b| b.1.0.total_cmp(&a.1.0));
         top.truncate(8);
-        let short = |k: &str| {
-            cubecl_runtime::config::type_name_format(
-                k,
-                cubecl_runtime::config::TypeNameFormatLevel::Short,
-            )
-        };
         out["kernel_ms"] = ((total * 100.0).round() / 100.0).into();
         out["timing"] = format!("{:?}", seen.method).into();
         out["top_kernels_ms_launches"] = top
@@ -192,7 +211,14 @@ fn main() {
         Some(path) => std::fs::read(path).expect("checkpoint file"),
         None => reference(&format!("{model}_seed0.pth")),
     };
-    let device = Device::wgpu_options().init().expect("wgpu adapter");
+    let mut device = Device::wgpu_options().init().expect("wgpu adapter");
+    let precision = match arg("--precision").as_deref() {
+        None | Some("f32") => Precision::F32,
+        Some("f16") => Precision::F16,
+        Some("auto") => Precision::Auto,
+        Some(other) => panic!("--precision f32|f16|auto, not {other}"),
+    };
+    let dtype = set_precision(&mut device, precision).expect("precision");
     let observer = Arc::new(Observer {
         timing: flag("--timing"),
         seen: Mutex::new(Seen::default()),
@@ -269,6 +295,10 @@ fn main() {
         "impl": "sam-core",
         "model": model,
         "device": "wgpu",
+        "float": format!("{dtype:?}"),
+        // burn's `fusion` and `autotune` (sam-core features of the same names).
+        "fusion": cfg!(feature = "fusion"),
+        "autotune": cfg!(feature = "autotune"),
         "image": [width, height],
         "phases": phases,
     });

@@ -10,6 +10,8 @@
 //! - [`SamAutomaticMaskGenerator`] ("segment everything") with its [`AmgOptions`] and
 //!   [`OutputMode`];
 //! - masks as COCO RLE ([`Rle`]) or polygons ([`io::polygon`]), SA-1B files ([`io::sa1b`]);
+//! - [`precision::set_precision`] makes a wgpu device compute in f16 ([`Precision`]) where
+//!   its adapter has `shader-f16`;
 //! - every failure is a [`SamError`].
 //!
 //! The modules follow the data path: [`preprocess`] → [`modeling`] (the official modules) →
@@ -22,6 +24,7 @@ pub mod fixture;
 pub mod io;
 pub mod memory;
 pub mod modeling;
+pub mod precision;
 pub mod predictor;
 pub mod preprocess;
 pub mod readback;
@@ -32,6 +35,7 @@ pub use error::{Result, SamError};
 pub use io::checkpoint::{ByteSource, Checkpoint};
 pub use io::rle::Rle;
 pub use modeling::sam::{ModelType, Sam};
+pub use precision::Precision;
 pub use predictor::{ImageEmbedding, MaskChoice, Prediction, Prompt};
 pub use preprocess::{MAX_IMAGE_PIXELS, RgbImage};
 pub use readback::HostPrediction;
