@@ -2,7 +2,8 @@
 //! (`common::model_tags`, any seed): the predictor path from the original images and prompts
 //! (`Sam::set_image`, `Sam::predict`) on a wgpu device set to [`Precision::F16`] before the
 //! model is loaded. Skipped where the adapter has no `shader-f16` (the model then stays in f32)
-//! and with `SAM_SKIP_WGPU=1`.
+//! and with `SAM_SKIP_WGPU=1`; MobileSAM only with `SAM_TEST_F16_MOBILE_SAM=1` (slow on
+//! lavapipe).
 //!
 //! f16 keeps 11 significant bits (a relative step of 2^-11, about 4.9e-4), against f32's 24: its
 //! error is not float32 noise, and the kit's tolerances (about 10x the official code's own f32
@@ -276,10 +277,16 @@ mod f16 {
         run(&tiny_tag());
     }
 
+    /// Opt-in (`SAM_TEST_F16_MOBILE_SAM=1`): on lavapipe, MobileSAM's three f16 embeddings take
+    /// many minutes, too long for `scripts/test.sh`.
     #[test]
     fn mobile_sam_in_f16_within_the_measured_bounds() {
         if std::env::var("SAM_SKIP_WGPU").is_ok() {
             println!("wgpu skipped (SAM_SKIP_WGPU)");
+            return;
+        }
+        if std::env::var("SAM_TEST_F16_MOBILE_SAM").is_err() {
+            println!("mobile_sam in f16 skipped (set SAM_TEST_F16_MOBILE_SAM=1 to run it)");
             return;
         }
         run(&mobile_sam_tag());
