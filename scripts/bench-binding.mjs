@@ -53,7 +53,7 @@ function stats(name, v) {
   const sorted = [...v].sort((a, b) => a - b);
   const med = sorted[Math.floor(sorted.length / 2)];
   log(`${name}: median ${med.toFixed(1)} ms, min ${sorted[0].toFixed(1)}, max ${sorted.at(-1).toFixed(1)} (${v.length} runs)`);
-  return { median_ms: round(med), min_ms: round(sorted[0]), max_ms: round(sorted.at(-1)), runs: v.length };
+  return { median_ms: round(med), min_ms: round(sorted[0]), max_ms: round(sorted.at(-1)), runs: v.length, ms: v.map(round) };
 }
 
 /** The synthetic image of sam-core's bench example (`synthetic_image`), as RGBA bytes. */
