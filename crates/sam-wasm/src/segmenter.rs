@@ -191,10 +191,16 @@ impl Segmenter {
         let image =
             RgbImage::from_rgba(width, height, &rgba).map_err(|e| sam_error(SamError::Image(e)))?;
         drop(rgba);
-        let embedding = self.sam.set_image(&image).map_err(sam_error)?;
-        // The decoder's work that does not depend on the prompt, now: the first click then
-        // costs what the later ones do.
-        self.sam.prepare_prompts(&embedding).map_err(sam_error)?;
+        // On a thread of the pool in the threaded module (see `threads::on_pool`).
+        let sam = &self.sam;
+        let embedding = crate::threads::on_pool(|| -> Result<_, SamError> {
+            let embedding = sam.set_image(&image)?;
+            // The decoder's work that does not depend on the prompt, now: the first click
+            // then costs what the later ones do.
+            sam.prepare_prompts(&embedding)?;
+            Ok(embedding)
+        })
+        .map_err(sam_error)?;
         // The new image replaces the old one before the warm-up, so that the warm-up's
         // buffers take the places in wasm memory the user's clicks will take (the old
         // embedding's memory is free by then, as it is at a click).

@@ -20,3 +20,19 @@ pub fn thread_count() -> usize {
     #[cfg(not(feature = "threads"))]
     1
 }
+
+/// Runs `work` (a whole step of the model: an embedding, the prompt-independent decoder
+/// work) on a thread of rayon's pool in the threaded module, and in place otherwise.
+///
+/// The module's caller (the package's worker) is not a thread of the pool. Called from
+/// there, every parallel operation inside `work` (burn's CPU kernels, the matrix products,
+/// `for_each_chunk`) would be handed to the pool and the caller put to sleep until it is
+/// done, one cross-thread wake-up (`Atomics.wait` / `notify`) per operation, thousands an
+/// embedding. Run on a pool thread, the operations split in place and the other threads
+/// join by stealing: the caller waits once.
+pub fn on_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    #[cfg(feature = "threads")]
+    return rayon::scope(|_| work());
+    #[cfg(not(feature = "threads"))]
+    work()
+}
