@@ -1,6 +1,6 @@
 //! `Segmenter`: one model on one backend, and the current image's embedding.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 
 use js_sys::{Promise, Uint8Array};
 use sam_core::amg::{SamAutomaticMaskGenerator, records_to_sa1b};
@@ -31,15 +31,6 @@ struct ImageState {
     image: Option<RgbImage>,
 }
 
-/// Warm-up rounds (a click and a hover request each) on a model's first image on the CPU
-/// backend: at least this many, more while they still get faster, at most
-/// [`FIRST_IMAGE_MAX_WARM_ROUNDS`] ([`Segmenter::warm_up`]).
-const FIRST_IMAGE_WARM_ROUNDS: usize = 3;
-const FIRST_IMAGE_MAX_WARM_ROUNDS: usize = 5;
-/// A warm-up round that is not this much (a fraction) faster than the one before ends the
-/// warm-up: the code a click runs is compiled.
-const WARM_ROUND_GAIN: f64 = 0.1;
-
 /// Segment Anything on one backend. Create with `Segmenter.create(bytes, options)`, then
 /// `setImage`, then `predict` or `generate` as often as needed; `free()` releases it.
 #[wasm_bindgen]
@@ -47,8 +38,6 @@ pub struct Segmenter {
     sam: Sam,
     backend: Backend,
     state: RefCell<ImageState>,
-    /// Whether an image was set on this model yet: the first one gets the longer warm-up.
-    warmed: Cell<bool>,
 }
 
 #[wasm_bindgen]
@@ -98,7 +87,6 @@ impl Segmenter {
             sam,
             backend,
             state: RefCell::default(),
-            warmed: Cell::new(false),
         })
     }
 
@@ -366,20 +354,13 @@ impl Segmenter {
     /// the later ones do: the click's buffers are allocated (wasm memory grown, pages
     /// touched), and the engine has compiled what a click runs. Both requests the demo makes
     /// are warmed: a click (all masks and the low-res logits) and a hover preview (the best
-    /// mask only); on WebGPU the second compiles the hover's own kernels (argmax, gather).
-    ///
-    /// On the CPU backend the model's first image gets more rounds. V8 compiles a wasm
-    /// function lazily with its baseline compiler (Liftoff) and swaps in the optimised
-    /// (TurboFan) code, compiled on a background thread, only at a later call, once the
-    /// function has used its tiering budget. One round was not enough for the decoder's
-    /// largest functions (burn's `unary_op`, the `block_on` future), two rounds were not
-    /// always (BENCHMARKS.md, issue 23: the first click after the first image measured
-    /// 1.55x a later one). So the first image gets [`FIRST_IMAGE_WARM_ROUNDS`], and more
-    /// while they still get faster (a round more than [`WARM_ROUND_GAIN`] quicker than the
-    /// one before), at most [`FIRST_IMAGE_MAX_WARM_ROUNDS`]: an engine that tiers up later
-    /// gets more. Later images keep one round (their code is compiled; the round places
-    /// the buffers). The readback waits for the device, so `setImage` resolves once the
-    /// embedding exists.
+    /// mask only). Two decodes also give V8 the second call it needs: it compiles a function
+    /// lazily with its baseline compiler (Liftoff) and swaps in the optimised (TurboFan)
+    /// code only at a later call, after the function has used its tiering budget; with one
+    /// warm-up decode the decoder's largest functions (burn's `unary_op`, the block_on
+    /// future) were still baseline code at the user's first click. On WebGPU the second
+    /// request compiles the hover's own kernels (argmax, gather) before the first hover.
+    /// The readback waits for the device, so `setImage` resolves once the embedding exists.
     async fn warm_up(
         &self,
         embedding: &ImageEmbedding,
@@ -396,22 +377,8 @@ impl Segmenter {
             masks: MaskChoice::Best,
             low_res_logits: false,
         };
-        let (min_rounds, max_rounds) = if !self.warmed.replace(true) && self.backend.name == "cpu" {
-            (FIRST_IMAGE_WARM_ROUNDS, FIRST_IMAGE_MAX_WARM_ROUNDS)
-        } else {
-            (1, 1)
-        };
-        let mut previous = f64::INFINITY;
-        for round in 1..=max_rounds {
-            let start = js_sys::Date::now();
-            for options in [convert::PredictOptions::default(), hover] {
-                self.decode(embedding, &centre, options).await?;
-            }
-            let took = js_sys::Date::now() - start;
-            if round >= min_rounds && took > previous * (1.0 - WARM_ROUND_GAIN) {
-                break;
-            }
-            previous = took;
+        for options in [convert::PredictOptions::default(), hover] {
+            self.decode(embedding, &centre, options).await?;
         }
         Ok(())
     }
