@@ -21,11 +21,11 @@ mod f16 {
 
     use burn::tensor::{Device, FloatDType, Tensor};
     use pollster::block_on;
+    use sam_core::Sam;
     use sam_core::precision::{Precision, PrecisionError, set_precision};
     use sam_core::predictor::postprocess_masks;
     use sam_core::preprocess::RgbImage;
     use sam_core::readback::{read_bool, read_f32};
-    use sam_core::{Prompt, Sam};
     use serde_json::Value;
 
     use super::common::*;
@@ -95,43 +95,6 @@ mod f16 {
                 }
             })
             .fold(0.0, f32::max)
-    }
-
-    fn f32s(v: &Value) -> Vec<f32> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect()
-    }
-
-    fn prompt(case: &Value, refs: &RefFile) -> Prompt {
-        let inputs = &case["inputs"];
-        Prompt {
-            points: inputs["point_coords"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|p| {
-                            let p = f32s(p);
-                            [p[0], p[1]]
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-            labels: inputs["point_labels"]
-                .as_array()
-                .map(|a| a.iter().map(|l| l.as_i64().unwrap() as i32).collect())
-                .unwrap_or_default(),
-            bbox: inputs["box"].as_array().map(|_| {
-                let b = f32s(&inputs["box"]);
-                [b[0], b[1], b[2], b[3]]
-            }),
-            mask_input: inputs["mask_input"]["key"]
-                .as_str()
-                .map(|k| refs.get(k).data.clone()),
-            multimask_output: inputs["multimask_output"].as_bool().unwrap(),
-        }
     }
 
     /// The reference's full-size logits of a case: stored, or (cases stored as booleans) its
@@ -214,7 +177,7 @@ mod f16 {
             let name = case["name"].as_str().unwrap();
             let key = |k: &str| format!("pred/{name}/{k}");
             let emb = &embeddings[case["image"].as_str().unwrap()];
-            let pred = sam.predict(emb, &prompt(case, &refs)).unwrap();
+            let pred = sam.predict(emb, &case_prompt(case, &refs)).unwrap();
 
             let iou_err = max_err(
                 &host(pred.iou_predictions.clone()),

@@ -157,27 +157,6 @@ fn image(pre: &RefFile, name: &str) -> RgbImage {
     RgbImage::new(w, h, t.data.iter().map(|&v| v as u8).collect()).unwrap()
 }
 
-fn f32s(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
-}
-
-fn points(v: &Value) -> Vec<[f32; 2]> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .map(|p| {
-                    let p = f32s(p);
-                    [p[0], p[1]]
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn run(tag: &str) {
     let manifest = manifest(tag);
     let refs = RefFile::open(&format!("{tag}_ref.safetensors"));
@@ -207,22 +186,7 @@ fn run(tag: &str) {
 
     for case in manifest["predictor_cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
-        let inputs = &case["inputs"];
-        let prompt = Prompt {
-            points: points(&inputs["point_coords"]),
-            labels: inputs["point_labels"]
-                .as_array()
-                .map(|a| a.iter().map(|l| l.as_i64().unwrap() as i32).collect())
-                .unwrap_or_default(),
-            bbox: inputs["box"].as_array().map(|_| {
-                let b = f32s(&inputs["box"]);
-                [b[0], b[1], b[2], b[3]]
-            }),
-            mask_input: inputs["mask_input"]["key"]
-                .as_str()
-                .map(|k| refs.get(k).data.clone()),
-            multimask_output: inputs["multimask_output"].as_bool().unwrap(),
-        };
+        let prompt = case_prompt(case, &refs);
         let emb = &embeddings[case["image"].as_str().unwrap()];
         let pred = sam.predict(emb, &prompt).unwrap();
         let key = |k: &str| format!("pred/{name}/{k}");

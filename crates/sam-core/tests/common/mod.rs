@@ -328,3 +328,47 @@ pub fn check_predictor_cases(
         );
     }
 }
+
+/// A JSON array of numbers as `f32`s.
+pub fn f32s(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+/// A JSON array of `[x, y]` pairs (none when absent).
+pub fn points(v: &Value) -> Vec<[f32; 2]> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| {
+                    let p = f32s(p);
+                    [p[0], p[1]]
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The prompt of a manifest's predictor case (`inputs`: points, labels, box, the key of a
+/// previous low-res mask in `refs`, multimask), as the official `SamPredictor.predict` got it.
+pub fn case_prompt(case: &Value, refs: &RefFile) -> sam_core::Prompt {
+    let inputs = &case["inputs"];
+    sam_core::Prompt {
+        points: points(&inputs["point_coords"]),
+        labels: inputs["point_labels"]
+            .as_array()
+            .map(|a| a.iter().map(|l| l.as_i64().unwrap() as i32).collect())
+            .unwrap_or_default(),
+        bbox: inputs["box"].as_array().map(|_| {
+            let b = f32s(&inputs["box"]);
+            [b[0], b[1], b[2], b[3]]
+        }),
+        mask_input: inputs["mask_input"]["key"]
+            .as_str()
+            .map(|k| refs.get(k).data.clone()),
+        multimask_output: inputs["multimask_output"].as_bool().unwrap(),
+    }
+}
