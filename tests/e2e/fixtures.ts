@@ -111,6 +111,18 @@ export async function waitPredicted(page: Page, after: number, timeout = 120_000
   return s;
 }
 
+/** A click at image pixel (x, y) that resolves once it is decoded, even while an earlier error is
+ * still shown (waitPredicted stops at any error message). */
+export async function clickDespiteMessage(page: Page, x: number, y: number): Promise<void> {
+  const before = (await status(page)).predictCount;
+  const p = await screenPoint(page, x, y);
+  await page.mouse.click(p.x, p.y);
+  await expect.poll(async () => {
+    const s = await status(page);
+    return s.predictCount > before && s.pendingPredicts === 0;
+  }).toBe(true);
+}
+
 export async function selectedMask(page: Page): Promise<Uint8Array> {
   const b64 = await page.evaluate(() => (window as unknown as HookWindow).__sam?.maskBase64() ?? null);
   if (!b64) throw new Error("no selected mask");

@@ -8,7 +8,7 @@
 // depend on the architectures only (shapes, not weights), so they hold for a kit of any seed.
 import { join } from "node:path";
 import type { Page, Worker } from "@playwright/test";
-import { expect, screenPoint, status, test, waitPredicted, waitReady, type Env } from "./fixtures.js";
+import { clickDespiteMessage, expect, screenPoint, status, test, waitPredicted, waitReady, type Env } from "./fixtures.js";
 import { tagFor } from "./reference.js";
 
 const MIB = 1 << 20;
@@ -27,17 +27,6 @@ async function modelWorker(page: Page): Promise<Worker> {
     if ((await w.evaluate(() => self.name).catch(() => "")) === "sam-browser") return w;
   }
   throw new Error(`no model worker among ${page.workers().length} workers`);
-}
-
-/** A click; resolves when it is decoded (whatever message is shown). */
-async function click(page: Page, x: number, y: number): Promise<void> {
-  const before = (await status(page)).predictCount;
-  const p = await screenPoint(page, x, y);
-  await page.mouse.click(p.x, p.y);
-  await expect.poll(async () => {
-    const s = await status(page);
-    return s.predictCount > before && s.pendingPredicts === 0;
-  }).toBe(true);
 }
 
 test("memory: a checkpoint too large for the CPU backend is refused before loading, and the previous model stays usable", async ({ page, env }) => {
@@ -94,7 +83,7 @@ test("memory: a checkpoint too large for the CPU backend is refused before loadi
   expect(s.timings.buildMs).toBe(reloaded.timings.buildMs);
   expect(await modelWorker(page)).toBe(worker);
   // A click still segments, on the embedding it had.
-  await click(page, 200, 300);
+  await clickDespiteMessage(page, 200, 300);
   const after = await status(page);
   expect(after.predictCount).toBe(s.predictCount + 1);
   expect(after.objects).toBeGreaterThan(0);

@@ -12,7 +12,7 @@
 import { join } from "node:path";
 import { test as unitTest, expect as unitExpect, type Page, type Worker } from "@playwright/test";
 import { distinctBytes, emptySession, SessionStore, type Session } from "../../web/sessions.js";
-import { artifacts, expect, screenPoint, status, test, waitPredicted, waitReady, type Env } from "./fixtures.js";
+import { artifacts, clickDespiteMessage, expect, screenPoint, status, test, waitPredicted, waitReady, type Env } from "./fixtures.js";
 import { tagFor } from "./reference.js";
 
 function demoUrl(env: Env, backend: string, image: string, extra = ""): string {
@@ -38,17 +38,6 @@ async function clickImage(page: Page, x: number, y: number): Promise<void> {
   const p = await screenPoint(page, x, y);
   await page.mouse.click(p.x, p.y);
   await waitPredicted(page, before);
-}
-
-/** A click while an earlier error is still shown (waitPredicted stops at any error message). */
-async function clickImageDespiteMessage(page: Page, x: number, y: number): Promise<void> {
-  const before = (await status(page)).predictCount;
-  const p = await screenPoint(page, x, y);
-  await page.mouse.click(p.x, p.y);
-  await expect.poll(async () => {
-    const s = await status(page);
-    return s.predictCount > before && s.pendingPredicts === 0;
-  }).toBe(true);
 }
 
 async function selectedMaskB64(page: Page): Promise<string | null> {
@@ -87,7 +76,7 @@ test("a wrong checkpoint after a good one leaves the good model loaded and usabl
   expect(s.modelType).toBe(before.modelType);
   expect(s.objects).toBe(1);
   // The old model still decodes on the image it had embedded (no second embedding was needed).
-  await clickImageDespiteMessage(page, 200, 300);
+  await clickDespiteMessage(page, 200, 300);
   expect((await status(page)).predictCount).toBe(before.predictCount + 1);
   expect(errors).toEqual([]);
 });
