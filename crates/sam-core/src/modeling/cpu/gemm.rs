@@ -108,6 +108,18 @@ pub unsafe fn matmul_by(m: usize, dst: (*mut f32, usize), lhs: (*const f32, usiz
     }
 }
 
+/// Whether an `m x n x k` product is large enough (at least 2^20 multiply-adds) to split over
+/// threads. Counted with saturation: `usize` is 32 bits on wasm32, where ViT-B's MLP product
+/// (4096 x 3072 x 768) overflows it.
+#[cfg(any(
+    not(all(target_arch = "wasm32", target_feature = "simd128")),
+    feature = "threads"
+))]
+fn worth_splitting([m, n, k]: [usize; 3]) -> bool {
+    const PARALLEL_MACS: usize = 1 << 20;
+    m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MACS
+}
+
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 unsafe fn product(
     [m, n, k]: [usize; 3],
@@ -117,9 +129,8 @@ unsafe fn product(
     scale: f32,
     parallel: bool,
 ) {
-    // gemm splits products of at least this many multiply-adds over the cores.
-    const PARALLEL_MACS: usize = 1 << 20;
-    let parallelism = if parallel && m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MACS {
+    // gemm splits products worth it over the cores.
+    let parallelism = if parallel && worth_splitting([m, n, k]) {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
@@ -159,18 +170,13 @@ unsafe fn product(
     scale: f32,
     parallel: bool,
 ) {
-    // The threaded module splits the rows of products of at least this many multiply-adds
-    // into one band per thread of rayon's pool (each band packs `rhs` for itself).
+    // The threaded module splits the rows of the products worth splitting into one band per
+    // thread of rayon's pool (each band packs `rhs` for itself).
     #[cfg(feature = "threads")]
     {
-        const PARALLEL_MACS: usize = 1 << 20;
         let [m, n, k] = shape;
         let threads = rayon::current_num_threads();
-        if parallel
-            && threads > 1
-            && m >= 2 * threads
-            && m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MACS
-        {
+        if parallel && threads > 1 && m >= 2 * threads && worth_splitting(shape) {
             use rayon::prelude::*;
             // Even bands: the kernel's tiles are two rows high.
             let band = m.div_ceil(threads).next_multiple_of(2);
