@@ -11,7 +11,7 @@
 // single-threaded module); SAM_E2E_FIXTURE_LOG=1 prints the page's log (load progress).
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { artifacts, expect, test } from "./fixtures.js";
+import { artifacts, compareMasks, expect, test } from "./fixtures.js";
 import { manifest, repoRoot, SafeTensors, tagFor } from "./reference.js";
 import { ISOLATION_HEADERS, startServer, type StaticServer } from "./server.js";
 
@@ -109,17 +109,12 @@ test("fixture: a ViT-B checkpoint from the fixture writer segments a click in th
     expect(Math.abs((r.scores[i] ?? NaN) - (expected.scores[i] ?? NaN)), `score ${i}`).toBeLessThanOrEqual(tol.iou_atol);
     const got = Buffer.from(r.masks[i] ?? "", "base64");
     expect(got.length).toBe(pixels);
-    let diff = 0;
-    let clearDiff = 0;
-    let area = 0;
-    for (let p = 0; p < pixels; p++) {
-      const w = masks[i * pixels + p] ? 1 : 0;
-      area += w;
-      if ((got[p] ? 1 : 0) !== w) {
-        diff++;
-        if (Math.abs(logits[i * pixels + p] ?? 0) >= tol.full_res_logits_atol) clearDiff++;
-      }
-    }
+    const { diff, clearDiff, wantArea: area } = compareMasks(
+      got,
+      masks.subarray(i * pixels, (i + 1) * pixels),
+      logits.subarray(i * pixels, (i + 1) * pixels),
+      tol.full_res_logits_atol,
+    );
     console.log(`[measure] fixture/${expected.model_type} mask ${i}: area ${area}, ${diff} pixels differ, ${clearDiff} with |native logit| >= ${tol.full_res_logits_atol}`);
     expect(clearDiff, `mask ${i}: ${clearDiff} pixels differ from native sam-core where |logit| >= ${tol.full_res_logits_atol}`).toBe(0);
   }
