@@ -3,7 +3,7 @@
 // the package's worker): setImage (encoder) and a click (predict of one point, three masks at the
 // image size), for the kit's mobile_sam checkpoint (or SAM_BENCH_CHECKPOINT, e.g. a ViT-B .pth) on
 // the landscape test image (640x480). Medians; JSON to tests/e2e/artifacts/bench-threads.json.
-// Env: SAM_BENCH_THREADS (default "1,2"), SAM_BENCH_EMBEDS (3), SAM_BENCH_CLICKS (20),
+// Env: SAM_BENCH_SINGLE=0 (the threaded module only), SAM_BENCH_THREADS (default "1,2"), SAM_BENCH_EMBEDS (3), SAM_BENCH_CLICKS (20),
 //      SAM_BENCH_CHECKPOINT (a path), SAM_BENCH_AMG=1 adds "segment everything" (32x32 points),
 //      SAM_BENCH_PKG / SAM_BENCH_PKG_THREADS (module directories, default crates/sam-wasm/pkg{,-threads}:
 //      e.g. copies of release builds, so that a rebuild of the tree's modules does not change a sitting).
@@ -49,7 +49,7 @@ test("bench: threaded CPU module, 1 vs N threads", async ({ page }) => {
     const run = (module: string, threads: number): Promise<Out> =>
       page.evaluate(([j, module, threads]) => (window as unknown as { runModule(j: object): Promise<Out> }).runModule({ ...j, module, threads }), [job, module, threads] as const);
     const rows: Record<string, unknown>[] = [];
-    const runs: [string, string, number][] = [["single-threaded module", "/pkg/sam_wasm.js", 1]];
+    const runs: [string, string, number][] = process.env.SAM_BENCH_SINGLE === "0" ? [] : [["single-threaded module", "/pkg/sam_wasm.js", 1]];
     for (const n of (process.env.SAM_BENCH_THREADS ?? "1,2").split(",").map(Number)) runs.push([`threaded module, ${n} thread(s)`, "/pkg-threads/sam_wasm.js", n]);
     for (const [name, module, threads] of runs) {
       const out = await run(module, threads);

@@ -170,31 +170,13 @@ unsafe fn product(
     scale: f32,
     parallel: bool,
 ) {
-    // The threaded module splits the rows of the products worth splitting into one band per
-    // thread of rayon's pool (each band packs `rhs` for itself).
+    // The threaded module splits the products worth splitting over rayon's pool.
     #[cfg(feature = "threads")]
     {
-        let [m, n, k] = shape;
         let threads = rayon::current_num_threads();
-        if parallel && threads > 1 && m >= 2 * threads && worth_splitting(shape) {
-            use rayon::prelude::*;
-            // Even bands: the kernel's tiles are two rows high.
-            let band = m.div_ceil(threads).next_multiple_of(2);
-            // Raw pointers are not `Send`: the bands pass them as addresses.
-            let (d, l, r) = (dst.0 as usize, lhs.0 as usize, rhs.0 as usize);
-            (0..m.div_ceil(band)).into_par_iter().for_each(|b| {
-                let (first, rows) = (b * band, band.min(m - b * band));
-                // SAFETY: as promised by the caller; the bands' rows of `dst` do not overlap.
-                unsafe {
-                    simd128::matmul(
-                        [rows, n, k],
-                        ((d as *mut f32).add(first * dst.1), dst.1),
-                        ((l as *const f32).add(first * lhs.1), lhs.1),
-                        (r as *const f32, rhs.1, rhs.2),
-                        scale,
-                    )
-                }
-            });
+        if parallel && threads > 1 && shape[0] >= 2 * threads && worth_splitting(shape) {
+            // SAFETY: as promised by the caller.
+            unsafe { simd128::matmul_parallel(shape, dst, lhs, rhs, scale, threads) };
             return;
         }
     }
@@ -281,6 +263,65 @@ mod simd128 {
         unsafe { multiply(m, dst, lhs, &packed, scale) };
     }
 
+    /// [`matmul`] on rayon's pool (the threaded module), `threads` threads. `rhs` is packed
+    /// once for all of them (its panels in parallel), then the rows go out in bands of about
+    /// a quarter of a thread's share, taken by whichever thread is free: a thread held up
+    /// elsewhere (woken late, or descheduled) leaves its bands to the others instead of
+    /// making everyone wait for its half. (One band a thread, each packing all of `rhs` for
+    /// itself, ran 2 threads at 1.4-1.6x one.) A product of few rows against a wide operand
+    /// keeps [`matmul`]'s in-place paths, one band of rows a thread.
+    ///
+    /// # Safety
+    /// As [`matmul`].
+    #[cfg(feature = "threads")]
+    pub unsafe fn matmul_parallel(
+        [m, n, k]: [usize; 3],
+        dst: (*mut f32, usize),
+        lhs: (*const f32, usize),
+        rhs: (*const f32, usize, usize),
+        scale: f32,
+        threads: usize,
+    ) {
+        use rayon::prelude::*;
+        // Raw pointers are not `Send`: the bands pass them as addresses.
+        let (d, l) = (dst.0 as usize, lhs.0 as usize);
+        let band_at = |first: usize| {
+            (
+                (d as *mut f32).wrapping_add(first * dst.1),
+                (l as *const f32).wrapping_add(first * lhs.1),
+            )
+        };
+        if m <= FEW_ROWS && n >= 4 * m || k == 0 {
+            // Even bands: the kernel's tiles are two rows high.
+            let band = m.div_ceil(threads).next_multiple_of(MR);
+            let r = rhs.0 as usize;
+            (0..m.div_ceil(band)).into_par_iter().for_each(|b| {
+                let (first, rows) = (b * band, band.min(m - b * band));
+                let (dst_b, lhs_b) = band_at(first);
+                // SAFETY: as promised by the caller; the bands' rows of `dst` do not overlap.
+                unsafe {
+                    matmul(
+                        [rows, n, k],
+                        (dst_b, dst.1),
+                        (lhs_b, lhs.1),
+                        (r as *const f32, rhs.1, rhs.2),
+                        scale,
+                    )
+                }
+            });
+            return;
+        }
+        // SAFETY: as promised by the caller.
+        let packed = unsafe { pack_rhs_parallel(k, n, rhs) };
+        let band = m.div_ceil(4 * threads).next_multiple_of(MR).max(2 * MR);
+        (0..m.div_ceil(band)).into_par_iter().for_each(|b| {
+            let (first, rows) = (b * band, band.min(m - b * band));
+            let (dst_b, lhs_b) = band_at(first);
+            // SAFETY: as promised by the caller; the bands' rows of `dst` do not overlap.
+            unsafe { multiply(rows, (dst_b, dst.1), (lhs_b, lhs.1), &packed, scale) }
+        });
+    }
+
     /// A `k x n` right-hand operand packed for [`multiply`]: for each block of `KC` rows,
     /// its panels of `NR` columns, `NR` values per row (zero past column `n`).
     pub struct Packed {
@@ -306,53 +347,102 @@ mod simd128 {
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
             let block = &mut out[pc * n_panels * NR..(pc + kc) * n_panels * NR];
-            if rs == 1 {
-                // A transposed operand: each column is contiguous.
-                for (p, panel) in block.chunks_exact_mut(kc * NR).enumerate() {
-                    let j0 = p * NR;
-                    let cols = NR.min(n - j0);
-                    for j in 0..NR {
-                        if j >= cols {
-                            (0..kc).for_each(|kk| _ = panel[kk * NR + j].write(0.0));
-                            continue;
-                        }
-                        // SAFETY: rows pc..pc+kc of column j0 + j are valid (caller).
-                        let src =
-                            unsafe { core::slice::from_raw_parts(rhs.add((j0 + j) * cs + pc), kc) };
-                        for (kk, &v) in src.iter().enumerate() {
-                            panel[kk * NR + j].write(v);
-                        }
-                    }
-                }
-                continue;
-            }
-            // Row by row, each row read in order and dealt out to the panels.
-            for kk in 0..kc {
-                // SAFETY: row pc + kk, columns 0..n are valid (caller).
-                let src = unsafe { rhs.add((pc + kk) * rs) };
-                for p in 0..n_panels {
-                    let (j0, cols) = (p * NR, NR.min(n - p * NR));
-                    let dst = &mut block[(p * kc + kk) * NR..][..NR];
-                    if cols == NR && cs == 1 {
-                        // SAFETY: NR values from column j0 (caller).
-                        let v = unsafe { src.add(j0).cast::<[f32; NR]>().read_unaligned() };
-                        dst.iter_mut().zip(v).for_each(|(d, v)| _ = d.write(v));
-                    } else {
-                        for (j, d) in dst.iter_mut().enumerate() {
-                            // SAFETY: column j0 + j < n of the row (caller).
-                            d.write(if j < cols {
-                                unsafe { *src.add((j0 + j) * cs) }
-                            } else {
-                                0.0
-                            });
-                        }
-                    }
-                }
-            }
+            // SAFETY: rows pc..pc + kc of every panel are valid (caller).
+            unsafe { pack_panels(block, pc, kc, 0, n, (rhs, rs, cs)) };
         }
         // SAFETY: every value was written above.
         unsafe { values.set_len(len) };
         Packed { k, n, values }
+    }
+
+    /// [`pack_rhs`] with each depth block's panels packed in parallel, a group of panels a
+    /// task (the threaded module).
+    ///
+    /// # Safety
+    /// As [`pack_rhs`].
+    #[cfg(feature = "threads")]
+    unsafe fn pack_rhs_parallel(
+        k: usize,
+        n: usize,
+        (rhs, rs, cs): (*const f32, usize, usize),
+    ) -> Packed {
+        /// Panels of a task: 64 columns.
+        const GROUP: usize = 4;
+        let n_panels = n.div_ceil(NR);
+        let len = k * n_panels * NR;
+        let mut values = Vec::with_capacity(len);
+        let out = &mut values.spare_capacity_mut()[..len];
+        let r = rhs as usize;
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            let block = &mut out[pc * n_panels * NR..(pc + kc) * n_panels * NR];
+            super::super::for_each_chunk(block, GROUP * kc * NR, true, |g, group| {
+                // SAFETY: rows pc..pc + kc of the group's panels are valid (caller).
+                unsafe { pack_panels(group, pc, kc, g * GROUP, n, (r as *const f32, rs, cs)) };
+            });
+        }
+        // SAFETY: every value was written above.
+        unsafe { values.set_len(len) };
+        Packed { k, n, values }
+    }
+
+    /// Packs rows `pc..pc + kc` of the panels from `first` (as many as `out` holds, `kc x
+    /// NR` values each) of the `k x n` operand at `rhs`.
+    ///
+    /// # Safety
+    /// Every element addressed must be valid for reading.
+    unsafe fn pack_panels(
+        out: &mut [core::mem::MaybeUninit<f32>],
+        pc: usize,
+        kc: usize,
+        first: usize,
+        n: usize,
+        (rhs, rs, cs): (*const f32, usize, usize),
+    ) {
+        let panels = out.len() / (kc * NR);
+        if rs == 1 {
+            // A transposed operand: each column is contiguous.
+            for (p, panel) in out.chunks_exact_mut(kc * NR).enumerate() {
+                let j0 = (first + p) * NR;
+                let cols = NR.min(n - j0);
+                for j in 0..NR {
+                    if j >= cols {
+                        (0..kc).for_each(|kk| _ = panel[kk * NR + j].write(0.0));
+                        continue;
+                    }
+                    // SAFETY: rows pc..pc+kc of column j0 + j are valid (caller).
+                    let src =
+                        unsafe { core::slice::from_raw_parts(rhs.add((j0 + j) * cs + pc), kc) };
+                    for (kk, &v) in src.iter().enumerate() {
+                        panel[kk * NR + j].write(v);
+                    }
+                }
+            }
+            return;
+        }
+        // Row by row, each row read in order and dealt out to the panels.
+        for kk in 0..kc {
+            // SAFETY: row pc + kk, columns 0..n are valid (caller).
+            let src = unsafe { rhs.add((pc + kk) * rs) };
+            for p in 0..panels {
+                let (j0, cols) = ((first + p) * NR, NR.min(n - (first + p) * NR));
+                let dst = &mut out[(p * kc + kk) * NR..][..NR];
+                if cols == NR && cs == 1 {
+                    // SAFETY: NR values from column j0 (caller).
+                    let v = unsafe { src.add(j0).cast::<[f32; NR]>().read_unaligned() };
+                    dst.iter_mut().zip(v).for_each(|(d, v)| _ = d.write(v));
+                } else {
+                    for (j, d) in dst.iter_mut().enumerate() {
+                        // SAFETY: column j0 + j < n of the row (caller).
+                        d.write(if j < cols {
+                            unsafe { *src.add((j0 + j) * cs) }
+                        } else {
+                            0.0
+                        });
+                    }
+                }
+            }
+        }
     }
 
     /// `dst = scale · lhs · rhs` for an `m x k` `lhs` (row stride given) and a packed `rhs`.
