@@ -9,7 +9,8 @@
 # Usage: scripts/bench-big.sh [--build] [models...]   (default: vit_l vit_h)
 #   --build  builds the module, the package and the demo first (scripts/web.sh --build-only; set
 #            SAM_WASM_PROFILE=dev for the quick dev-profile module); otherwise dist/ must be built.
-# Env: SAM_BIG_DIR, SAM_BENCH_THREADS (default 1), CARGO_TARGET_DIR (default ~/.cache/sam-target).
+# Env: SAM_BIG_DIR, SAM_BENCH_THREADS (default 1), CARGO_TARGET_DIR (default ~/.cache/sam-target),
+#      SAM_BIG_DEMO=1 (also each model in the demo itself, picked in its model picker; =only: just that).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sam-target}"
