@@ -7,7 +7,7 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::common::{Activation, Conv2d, Conv2dSpec, LayerNorm, LayerNorm2d, Linear, MlpBlock};
-use super::ops::{matmul, matmul_t, softmax_last};
+use super::ops::{add_rel_pos, matmul, matmul_t, softmax_last};
 use crate::error::{Result, SamError};
 use crate::io::checkpoint::Checkpoint;
 use crate::preprocess::IMG_SIZE;
@@ -489,9 +489,8 @@ impl Attention {
         )
         .reshape([w, bn, h, w])
         .permute([1, 2, 0, 3]);
-        let attn: Tensor<5> = attn.reshape([bn, h, w, h, w]);
-        let attn = attn + rel_h.unsqueeze_dim::<5>(4) + rel_w.unsqueeze_dim::<5>(3);
-        attn.reshape([bn, h * w, h * w])
+        // attn.view(B, q_h, q_w, k_h, k_w) + rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]
+        add_rel_pos(attn, rel_h, rel_w)
     }
 }
 

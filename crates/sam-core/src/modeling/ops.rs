@@ -287,6 +287,23 @@ pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     activation::softmax(x, D - 1)
 }
 
+/// Attention logits `attn [n, h·w, h·w]` plus the decomposed relative positions `rel_h [n, h,
+/// w, h]` (along the keys' rows) and `rel_w [n, h, w, w]` (along their columns): the official
+/// `(attn.view(n, h, w, h, w) + rel_h[..., None] + rel_w[..., None, :]).view(n, h·w, h·w)`.
+/// Host kernel: in place on all cores ([`cpu::add_rel_pos`]); burn's broadcasting add runs on
+/// one thread.
+pub fn add_rel_pos(attn: Tensor<3>, rel_h: Tensor<4>, rel_w: Tensor<4>) -> Tensor<3> {
+    let [bn, h, w, _] = rel_h.dims();
+    #[cfg(feature = "flex")]
+    if on_host(&attn) && on_host(&rel_h) && on_host(&rel_w) {
+        let (rh, rw) = (host_values(rel_h), host_values(rel_w));
+        return in_place_on_host(attn, |v| cpu::add_rel_pos(v, &rh, &rw, (h, w)));
+    }
+    let attn: Tensor<5> = attn.reshape([bn, h, w, h, w]);
+    let attn = attn + rel_h.unsqueeze_dim::<5>(4) + rel_w.unsqueeze_dim::<5>(3);
+    attn.reshape([bn, h * w, h * w])
+}
+
 /// `a [..., m, k] · b [..., k, n]`, batch dimensions broadcast as burn's `matmul` does. Host
 /// kernel: [`cpu::batched_matmul`], see [`products_on_host`].
 pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
@@ -544,6 +561,34 @@ impl std::ops::Deref for HostValues {
 #[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
+
+    /// The host rel-pos addition equals burn's broadcasting adds, value for value (the same
+    /// order of additions).
+    #[test]
+    fn add_rel_pos_matches_burns_broadcast() {
+        let device = Device::flex();
+        let (n, h, w) = (3, 5, 7);
+        let val = |i: usize, s: usize| ((i * 7919 + s) % 1013) as f32 / 101.3 - 5.0;
+        let t = |dims: Vec<usize>, s: usize| {
+            let len = dims.iter().product();
+            TensorData::new((0..len).map(|i| val(i, s)).collect::<Vec<f32>>(), dims)
+        };
+        let attn = Tensor::<3>::from_data(t(vec![n, h * w, h * w], 1), &device);
+        // rel_h made non-contiguous, as the encoder's permuted one is.
+        let rel_h = Tensor::<4>::from_data(t(vec![h, n, w, h], 2), &device).permute([1, 0, 2, 3]);
+        let rel_w = Tensor::<4>::from_data(t(vec![n, h, w, w], 3), &device);
+        let ours = add_rel_pos(attn.clone(), rel_h.clone(), rel_w.clone());
+        let plain: Tensor<5> = attn.reshape([n, h, w, h, w]);
+        let plain = (plain + rel_h.unsqueeze_dim::<5>(4) + rel_w.unsqueeze_dim::<5>(3)).reshape([
+            n,
+            h * w,
+            h * w,
+        ]);
+        assert_eq!(
+            ours.into_data().try_to_vec::<f32>().unwrap(),
+            plain.into_data().try_to_vec::<f32>().unwrap()
+        );
+    }
 
     /// The host GELU against burn's (scalar `erff`) on the CPU backend.
     #[test]
