@@ -12,7 +12,8 @@
 // picked in its model picker; the demo is cross-origin isolated, so it runs the threaded module on
 // navigator.hardwareConcurrency threads), the landscape image embedded and one click answered with a
 // mask: the page's own timings and a screenshot, JSON to tests/e2e/artifacts/bench-big-demo-<model>.json.
-// Env: SAM_BIG_DIR (the checkpoints, <model>_seed0.pth), SAM_BIG_MODELS (comma-separated, default
+// Env: SAM_BIG_BACKEND=webgpu (the package's backend, forced; default cpu), SAM_BIG_EMBED=0 (load only),
+// SAM_BIG_DIR (the checkpoints, <model>_seed0.pth), SAM_BIG_MODELS (comma-separated, default
 // vit_l,vit_h), SAM_BENCH_THREADS (default 1: the single-threaded module), SAM_BIG_DEMO=1 (or =only:
 // the demo runs alone).
 import { existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
@@ -27,6 +28,10 @@ type Client = import("../../js/index.js").SamClient;
 const dir = process.env.SAM_BIG_DIR ?? join(homedir(), ".cache/sam-big");
 const models = (process.env.SAM_BIG_MODELS ?? "vit_l,vit_h").split(",").map((m) => m.trim()).filter(Boolean);
 const threads = Number(process.env.SAM_BENCH_THREADS ?? 1);
+/** The package's backend ("cpu", or "webgpu": forced, so SwiftShader here) and whether to embed and click
+ * after loading (SAM_BIG_EMBED=0: the load alone, e.g. the wasm heap's peak while the weights go to the GPU). */
+const backend = process.env.SAM_BIG_BACKEND === "webgpu" ? "webgpu" : "cpu";
+const embedToo = process.env.SAM_BIG_EMBED !== "0";
 const demo = process.env.SAM_BIG_DEMO === "1" || process.env.SAM_BIG_DEMO === "only";
 
 /** The page's model worker (the one SamClient names "sam-browser"). */
@@ -50,7 +55,7 @@ const MIB = 1 << 20;
 const mib = (b: number): number => Math.round(b / MIB);
 
 for (const model of process.env.SAM_BIG_DEMO === "only" ? [] : models) {
-  test(`bench: ${model} in the page on the CPU backend (load, memory, embedding, click)`, async ({ page, env }) => {
+  test(`bench: ${model} in the page on the ${backend} backend (load, memory${embedToo ? ", embedding, click" : ""})`, async ({ page, env }) => {
     const file = join(dir, `${model}_seed0.pth`);
     test.skip(!existsSync(file), `${file} is missing: run scripts/bench-big.sh`);
     const img = env.images["landscape"];
@@ -62,6 +67,7 @@ for (const model of process.env.SAM_BIG_DEMO === "only" ? [] : models) {
     await page.goto(`${env.server.url}/__big.html`);
     await page.locator("#ckpt").setInputFiles(file);
     const out: Record<string, unknown> = { model, file, fileBytes: statSync(file).size, threads, image: [img.width, img.height] };
+    out.backend = backend;
     const started = await page.evaluate(async (threads) => {
       const url = "/sam-browser/index.js";
       const { SamClient } = (await import(url)) as Package;
@@ -73,20 +79,20 @@ for (const model of process.env.SAM_BIG_DEMO === "only" ? [] : models) {
     }, threads);
     if (!started) throw new Error("no client");
     out.memoryBeforeLoadBytes = await wasmMemory(page).catch(() => NaN);
-    const load = await page.evaluate(async () => {
+    const load = await page.evaluate(async (backend) => {
       const w = window as unknown as BigWindow;
       const sam = w.__big?.sam;
       const f = (document.getElementById("ckpt") as HTMLInputElement).files?.[0];
       if (!sam || !f) throw new Error("no client or file");
       const t0 = performance.now();
       try {
-        const info = await sam.load(f, { backend: "cpu" });
+        const info = await sam.load(f, { backend: backend as "cpu" | "webgpu" });
         return { ok: true as const, ms: performance.now() - t0, info };
       } catch (e) {
         const x = e as { name?: unknown; kind?: unknown; message?: unknown };
         return { ok: false as const, ms: performance.now() - t0, error: { name: String(x.name), kind: String(x.kind), message: String(x.message) } };
       }
-    });
+    }, backend);
     const progress = await page.evaluate(() => (window as unknown as BigWindow).__big?.progress.filter((p) => p.stage === "load") ?? []);
     out.loadMs = Math.round(load.ms);
     out.loadProgressEvents = progress.length;
@@ -94,6 +100,9 @@ for (const model of process.env.SAM_BIG_DEMO === "only" ? [] : models) {
     out.memoryAfterLoadBytes = await wasmMemory(page);
     if (!load.ok) {
       out.error = load.error;
+    } else if (!embedToo) {
+      out.backendInfo = load.info.backendInfo;
+      out.modelType = load.info.modelType;
     } else {
       out.backendInfo = load.info.backendInfo;
       out.modelType = load.info.modelType;
@@ -142,7 +151,7 @@ for (const model of process.env.SAM_BIG_DEMO === "only" ? [] : models) {
     out.hardwareConcurrency = await page.evaluate(() => navigator.hardwareConcurrency);
     console.log(JSON.stringify(out, null, 2));
     mkdirSync(artifacts, { recursive: true });
-    writeFileSync(join(artifacts, `bench-big-${model}.json`), `${JSON.stringify(out, null, 2)}\n`);
+    writeFileSync(join(artifacts, `bench-big-${model}${backend === "cpu" ? "" : `-${backend}`}.json`), `${JSON.stringify(out, null, 2)}\n`);
   });
 }
 
