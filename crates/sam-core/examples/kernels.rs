@@ -72,7 +72,9 @@ fn main() {
         (64usize, 256usize, 256usize, 1usize, 1usize),
         (256, 64, 256, 1, 1),
         (3, 32, 1024, 3, 2),
+        (32, 64, 512, 3, 2),
         (128, 128, 128, 3, 2),
+        (256, 256, 64, 3, 1),
     ] {
         let x = vals(ci * hw * hw);
         let w = vals(co * ci * k * k);
@@ -93,6 +95,28 @@ fn main() {
             (co * ci * k * k * oh * ow) as f64,
             || {
                 std::hint::black_box(cpu::conv2d(&x, &w, None, c, false));
+            },
+        );
+    }
+    for (ch, hw, st, gelu) in [(256usize, 256usize, 1usize, true), (128, 128, 2, true)] {
+        let x = vals(ch * hw * hw);
+        let w = vals(ch * 9);
+        let bias = vals(ch);
+        let d = cpu::Depthwise {
+            channels: ch,
+            height: hw,
+            width: hw,
+            kernel: 3,
+            stride: st,
+            padding: 1,
+        };
+        let (oh, ow) = d.out_hw();
+        time(
+            &format!("depthwise {ch} k3 s{st} at {hw} gelu {gelu}"),
+            10,
+            (ch * 9 * oh * ow) as f64,
+            || {
+                std::hint::black_box(cpu::depthwise_conv2d(&x, &w, &bias, d, gelu));
             },
         );
     }
