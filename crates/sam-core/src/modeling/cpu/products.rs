@@ -112,16 +112,29 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, c: Conv, gelu: bo
                 for_each_chunk(band, px, depth * px >= 1 << 16, |r, row| {
                     let (ci, ky, kx) = (r / (k * k), r / k % k, r % k);
                     let src = &img[ci * plane..(ci + 1) * plane];
+                    // The output columns whose input column lies inside the image: `lo..hi`.
+                    let lo = p.saturating_sub(kx).div_ceil(s).min(ow);
+                    let hi = (c.width + p).saturating_sub(kx).div_ceil(s).clamp(lo, ow);
                     for (dy, row) in row.chunks_exact_mut(ow).enumerate() {
                         let iy = ((y0 + dy) * s + ky).wrapping_sub(p);
                         if iy >= c.height {
                             row.fill(0.0);
                             continue;
                         }
-                        let src = &src[iy * c.width..(iy + 1) * c.width];
-                        for (ox, v) in row.iter_mut().enumerate() {
-                            let ix = (ox * s + kx).wrapping_sub(p);
-                            *v = if ix < c.width { src[ix] } else { 0.0 };
+                        let (left, rest) = row.split_at_mut(lo);
+                        let (inside, right) = rest.split_at_mut(hi - lo);
+                        left.fill(0.0);
+                        right.fill(0.0);
+                        if inside.is_empty() {
+                            continue;
+                        }
+                        // Input column of output column `lo`.
+                        let first = iy * c.width + lo * s + kx - p;
+                        if s == 1 {
+                            inside.copy_from_slice(&src[first..first + inside.len()]);
+                        } else {
+                            let src = src[first..].iter().step_by(s);
+                            inside.iter_mut().zip(src).for_each(|(v, &x)| *v = x);
                         }
                     }
                 });
@@ -261,6 +274,9 @@ mod tests {
             (1, 3, 17, 16, 8, 3, 2, 1),
             (1, 3, 32, 32, 7, 16, 16, 0),
             (1, 64, 70, 70, 3, 3, 1, 1),
+            (1, 2, 12, 13, 3, 3, 2, 1),
+            (1, 2, 9, 8, 3, 5, 3, 2),
+            (1, 2, 4, 3, 2, 5, 1, 2),
         ];
         for (batch, c_in, height, width, c_out, kernel, stride, padding) in cases {
             let c = Conv {
