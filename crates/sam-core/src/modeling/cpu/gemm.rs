@@ -339,27 +339,9 @@ mod simd128 {
     ///
     /// # Safety
     /// Every element addressed must be valid for reading.
-    pub unsafe fn pack_rhs(
-        k: usize,
-        n: usize,
-        (rhs, rs, cs): (*const f32, usize, usize),
-    ) -> Packed {
-        let n_panels = n.div_ceil(NR);
-        let len = k * n_panels * NR;
-        // Every value is written once below (zero past column n): no zeroing first.
-        let mut values = Vec::with_capacity(len);
-        let out = &mut values.spare_capacity_mut()[..len];
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
-            let block = &mut out[pc * n_panels * NR..(pc + kc) * n_panels * NR];
-            for (g, group) in block.chunks_mut(PACK_GROUP * kc * NR).enumerate() {
-                // SAFETY: rows pc..pc + kc of the group's panels are valid (caller).
-                unsafe { pack_panels(group, pc, kc, g * PACK_GROUP, n, (rhs, rs, cs)) };
-            }
-        }
-        // SAFETY: every value was written above.
-        unsafe { values.set_len(len) };
-        Packed { k, n, values }
+    pub unsafe fn pack_rhs(k: usize, n: usize, rhs: (*const f32, usize, usize)) -> Packed {
+        // SAFETY: as promised by the caller.
+        unsafe { pack_rhs_on(k, n, rhs, false) }
     }
 
     /// [`pack_rhs`] with each depth block's panels packed in parallel, a group of panels a
@@ -368,20 +350,33 @@ mod simd128 {
     /// # Safety
     /// As [`pack_rhs`].
     #[cfg(feature = "threads")]
-    unsafe fn pack_rhs_parallel(
+    unsafe fn pack_rhs_parallel(k: usize, n: usize, rhs: (*const f32, usize, usize)) -> Packed {
+        // SAFETY: as promised by the caller.
+        unsafe { pack_rhs_on(k, n, rhs, true) }
+    }
+
+    /// [`pack_rhs`], each depth block's groups of panels on all cores when `parallel` (in the
+    /// threaded module; one after the other otherwise).
+    ///
+    /// # Safety
+    /// As [`pack_rhs`].
+    unsafe fn pack_rhs_on(
         k: usize,
         n: usize,
         (rhs, rs, cs): (*const f32, usize, usize),
+        parallel: bool,
     ) -> Packed {
         let n_panels = n.div_ceil(NR);
         let len = k * n_panels * NR;
+        // Every value is written once below (zero past column n): no zeroing first.
         let mut values = Vec::with_capacity(len);
         let out = &mut values.spare_capacity_mut()[..len];
+        // Raw pointers are not `Sync`: the tasks get the address.
         let r = rhs as usize;
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
             let block = &mut out[pc * n_panels * NR..(pc + kc) * n_panels * NR];
-            super::super::for_each_chunk(block, PACK_GROUP * kc * NR, true, |g, group| {
+            super::super::for_each_chunk(block, PACK_GROUP * kc * NR, parallel, |g, group| {
                 // SAFETY: rows pc..pc + kc of the group's panels are valid (caller).
                 unsafe { pack_panels(group, pc, kc, g * PACK_GROUP, n, (r as *const f32, rs, cs)) };
             });
