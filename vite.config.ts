@@ -69,7 +69,10 @@ export default defineConfig({
   base: "./",
   publicDir: here("./web/public"),
   resolve: {
-    alias: { "sam-wasm": here("./crates/sam-wasm/pkg/sam_wasm.js") },
+    alias: {
+      "sam-wasm": here("./crates/sam-wasm/pkg/sam_wasm.js"),
+      "sam-wasm-relaxed": here("./crates/sam-wasm/pkg/sam_wasm_relaxed.js"),
+    },
   },
   worker: { format: "es" },
   build: {

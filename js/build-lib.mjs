@@ -28,7 +28,7 @@ await build({
   platform: "browser",
   target: "es2022",
   sourcemap: true,
-  alias: { "sam-wasm": "./crates/sam-wasm/pkg/sam_wasm.js" },
+  alias: { "sam-wasm": "./crates/sam-wasm/pkg/sam_wasm.js", "sam-wasm-relaxed": "./crates/sam-wasm/pkg/sam_wasm_relaxed.js" },
   logLevel: "info",
 });
 // The wasm-bindgen glue loads the module from `new URL("sam_wasm_bg.wasm", import.meta.url)`: next to
@@ -44,6 +44,14 @@ if (!/new Worker\(new URL\("\.\/worker\.js", import\.meta\.url\)/.test(readFileS
   process.exit(1);
 }
 copyFileSync(join(pkg, "sam_wasm_bg.wasm"), join(dist, "sam_wasm_bg.wasm"));
+// Its relaxed-SIMD build (scripts/build-wasm.sh), found the same way: new URL("sam_wasm_relaxed_bg.wasm", import.meta.url).
+if (existsSync(join(pkg, "sam_wasm_relaxed_bg.wasm"))) {
+  if (!/new URL\(["']sam_wasm_relaxed_bg\.wasm["'], import\.meta\.url\)/.test(worker)) {
+    console.error("dist/worker.js does not load the relaxed-SIMD module through new URL(\"sam_wasm_relaxed_bg.wasm\", import.meta.url)");
+    process.exit(1);
+  }
+  copyFileSync(join(pkg, "sam_wasm_relaxed_bg.wasm"), join(dist, "sam_wasm_relaxed_bg.wasm"));
+} else console.warn("crates/sam-wasm/pkg has no sam_wasm_relaxed_bg.wasm: the package runs the plain SIMD build only");
 // The threaded CPU module (scripts/build-wasm.sh --threads), as wasm-bindgen wrote it: dist/threads/
 // (sam_wasm.js, sam_wasm_bg.wasm, snippets/ with the rayon pool's worker). Loaded by URL, never bundled.
 const pkgThreads = join(root, "crates/sam-wasm/pkg-threads");
@@ -76,10 +84,11 @@ const manifest = {
     ".": { types: "./index.d.ts", import: "./index.js", default: "./index.js" },
     "./worker.js": { types: "./worker.d.ts", default: "./worker.js" },
     "./sam_wasm_bg.wasm": "./sam_wasm_bg.wasm",
+    "./sam_wasm_relaxed_bg.wasm": "./sam_wasm_relaxed_bg.wasm",
     "./threads/*": "./threads/*",
     "./package.json": "./package.json",
   },
-  files: ["*.js", "*.js.map", "*.d.ts", "sam_wasm_bg.wasm", ...(threads ? ["threads/"] : [])],
+  files: ["*.js", "*.js.map", "*.d.ts", "sam_wasm_bg.wasm", "sam_wasm_relaxed_bg.wasm", ...(threads ? ["threads/"] : [])],
   // Importing index.js does nothing by itself; worker.js runs when a worker starts it.
   sideEffects: ["./worker.js"],
 };

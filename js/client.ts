@@ -111,6 +111,8 @@ export class SamClient {
     const here = import.meta.url;
     args.threadsUrl = href(options.threadsUrl ?? new URL(THREADS_JS, here));
     if (options.threads !== undefined) args.threads = options.threads;
+    if (options.relaxedWasmUrl !== undefined) args.relaxedWasmUrl = href(options.relaxedWasmUrl);
+    if (options.relaxedSimd !== undefined) args.relaxedSimd = options.relaxedSimd;
     const { webgpu } = await client.call("init", args);
     client.webgpuAvailable = webgpu;
     return client;

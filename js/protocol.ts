@@ -27,7 +27,7 @@ export type ImagePayload =
 
 /** Each request and the value its reply carries. */
 export interface RequestMap {
-  init: { args: { wasmUrl?: string; threadsUrl?: string; threads?: number }; result: { webgpu: boolean } };
+  init: { args: { wasmUrl?: string; relaxedWasmUrl?: string; threadsUrl?: string; threads?: number; relaxedSimd?: boolean }; result: { webgpu: boolean } };
   load: {
     args: { source: CheckpointPayload; modelType?: ModelType; backend?: BackendChoice };
     result: ModelInfo & { webgpuMissing: boolean };

@@ -2,7 +2,7 @@
 // The Web Worker that owns the wasm module and the model. The page talks to it through
 // SamClient (client.ts); every model call runs here, one at a time, so the page stays responsive.
 import type { GenerateProgress, Segmenter, SegmenterOptions } from "sam-wasm";
-import { Modules, threadCount } from "./modules.js";
+import { hasRelaxedSimd, Modules, threadCount } from "./modules.js";
 import { buffersOf, type CheckpointPayload, type ErrorPayload, type FromWorker, type ImagePayload, type Request, type RequestMap, type RequestType, type ToWorker } from "./protocol.js";
 import type { Prediction, Sa1bFile, SamErrorKind } from "./types.js";
 import type { CocoMaskRecord } from "./coco.js";
@@ -243,11 +243,20 @@ async function toRgba(image: ImagePayload): Promise<{ data: Uint8Array; width: n
 type Handler<K extends RequestType> = (id: number, args: RequestMap[K]["args"]) => Promise<{ value: RequestMap[K]["result"]; transfer?: Transferable[] }>;
 
 const handlers: { [K in RequestType]: Handler<K> } = {
-  async init(_id, { wasmUrl, threadsUrl, threads }) {
+  async init(_id, { wasmUrl, relaxedWasmUrl, threadsUrl, threads, relaxedSimd }) {
     if (!modules) {
       // No module is downloaded yet: the first load picks the one that fits its backend.
       webgpu = await navigator.gpu?.requestAdapter().then((a) => a !== null, () => false) ?? false;
-      modules = new Modules({ wasmUrl, threadsUrl, threads: threadCount(threads, navigator.hardwareConcurrency) }, webgpu);
+      modules = new Modules(
+        {
+          wasmUrl,
+          relaxedWasmUrl,
+          threadsUrl,
+          threads: threadCount(threads, navigator.hardwareConcurrency),
+          relaxedSimd: (relaxedSimd ?? true) && hasRelaxedSimd(),
+        },
+        webgpu,
+      );
     }
     return { value: { webgpu } };
   },
@@ -273,11 +282,13 @@ const handlers: { [K in RequestType]: Handler<K> } = {
     const webgpuMissing = (backend ?? "auto") === "auto" && built.backend === "cpu" && !webgpu;
     const backendReason = built.backendReason;
     const threads = built.backend === "cpu" ? module.threads : 1;
-    const backendInfo = threads > 1 ? `${built.backendInfo}, on ${threads} threads` : built.backendInfo;
+    const relaxedSimd = built.backend === "cpu" && module.relaxedSimd;
+    const where = [threads > 1 ? `on ${threads} threads` : "", relaxedSimd ? "relaxed SIMD" : ""].filter((w) => w !== "");
+    const backendInfo = where.length > 0 ? `${built.backendInfo}, ${where.join(", ")}` : built.backendInfo;
     post({
       kind: "backend",
       id,
-      data: { backend: built.backend, backendInfo, backendReason, modelType: built.modelType, webgpuMissing, threads },
+      data: { backend: built.backend, backendInfo, backendReason, modelType: built.modelType, webgpuMissing, threads, relaxedSimd },
     });
     return {
       value: {
@@ -285,6 +296,7 @@ const handlers: { [K in RequestType]: Handler<K> } = {
         backendInfo,
         backendReason,
         threads,
+        relaxedSimd,
         modelType: built.modelType,
         fromCache,
         bytes,

@@ -20,6 +20,8 @@ export interface SamDebugHook {
     backendReason: string | null;
     /** Threads of the CPU backend (ModelInfo.threads; more than 1 on the threaded module). */
     threads: number | null;
+    /** Whether the CPU backend runs the relaxed-SIMD build (ModelInfo.relaxedSimd). */
+    relaxedSimd: boolean | null;
     modelType: string | null;
     /** Whether the weights came from Cache Storage (URL loads). */
     fromCache: boolean;
@@ -76,6 +78,7 @@ export function installDebugHook(): void {
       backend: store.modelInfo?.backend ?? null,
       backendReason: store.modelInfo?.backendReason ?? null,
       threads: store.modelInfo?.threads ?? null,
+      relaxedSimd: store.modelInfo?.relaxedSimd ?? null,
       modelType: store.modelInfo?.modelType ?? null,
       fromCache: store.modelInfo?.fromCache ?? false,
       webgpuAvailable: currentClient()?.webgpuAvailable ?? false,

@@ -48,6 +48,7 @@ export interface HookStatus {
   backend: string | null;
   /** Threads of the CPU backend (more than 1 on the threaded module). */
   threads: number | null;
+  relaxedSimd: boolean | null;
   modelType: string | null;
   fromCache: boolean;
   webgpuAvailable: boolean;

@@ -4,7 +4,9 @@
 // worker (threads/runner.js) on the CPU backend, the threaded one with a pool of 2 threads.
 // The masks must be within the kit's tolerances (as demo.spec.ts: at most the case's count of
 // reference logits within 1e-2 of 0 may differ; IoU predictions within iou_atol) and equal to the
-// single-threaded module's. Skipped when pkg-threads is not built.
+// single-threaded module's. Skipped when pkg-threads is not built. Both builds of each module where
+// the relaxed-SIMD ones are built (scripts/build-wasm.sh): plain SIMD, then relaxed SIMD (fused
+// multiply-adds), each within the tolerances and the two modules of a build equal.
 // Every predictor case of the kit's tiny and mobile_sam tags, except those with a mask input.
 // And the demo: served cross-origin isolated (tests/e2e/server.ts) it runs the threaded module; served
 // without isolation it still works, on the single-threaded one.
@@ -65,6 +67,9 @@ function job(man: Manifest, tag: string, cases: PredictorCase[]): object {
   };
 }
 
+/** The relaxed-SIMD builds beside the plain ones (scripts/build-wasm.sh), when built. */
+const relaxedBuilt = ["pkg", "pkg-threads"].every((d) => existsSync(join(repoRoot, "crates/sam-wasm", d, "sam_wasm_relaxed_bg.wasm")));
+
 for (const config of ["tiny", "mobile_sam"] as const) {
   test(`threads: ${config} on 2 threads matches the reference and the single-threaded module`, async ({ page }) => {
     test.skip(!existsSync(join(pkgThreads, "sam_wasm.js")), "crates/sam-wasm/pkg-threads is not built (scripts/build-wasm.sh --threads)");
@@ -79,35 +84,45 @@ for (const config of ["tiny", "mobile_sam"] as const) {
     await page.goto(`${server.url}/__threads/index.html`);
     expect(await page.evaluate(() => crossOriginIsolated)).toBe(true);
     await page.waitForFunction(() => (window as unknown as { harnessReady?: boolean }).harnessReady === true);
-    const run = (module: string, threads: number): Promise<Output> =>
-      page.evaluate(([j, module, threads]) => (window as unknown as { runModule(j: object): Promise<Output> }).runModule({ ...j, module, threads }), [job(man, tag, cases), module, threads] as const);
-    const single = await run("/pkg/sam_wasm.js", 1);
-    const threaded = await run("/pkg-threads/sam_wasm.js", THREADS);
-    console.log(`${tag}: embed ms single ${JSON.stringify(single.embedMs)}, threaded ${JSON.stringify(threaded.embedMs)} (${threaded.threads} threads)`);
-    expect(threaded.threads).toBe(THREADS);
-    expect(single.backendInfo).toContain("CPU");
-
+    const run = (module: string, threads: number, wasm?: string): Promise<Output> =>
+      page.evaluate(([j, module, threads, wasm]) => (window as unknown as { runModule(j: object): Promise<Output> }).runModule({ ...j, module, threads, wasm }), [job(man, tag, cases), module, threads, wasm] as const);
+    // The plain SIMD builds, then (where built) the relaxed-SIMD ones: Chromium has relaxed SIMD.
+    const builds: [string, string | undefined][] = [["plain SIMD", undefined]];
+    if (relaxedBuilt) builds.push(["relaxed SIMD", "sam_wasm_relaxed_bg.wasm"]);
     const ref = new SafeTensors(join(dir, `${tag}_ref.safetensors`));
     const tol = man.tolerances.suggested;
-    for (const c of cases) {
-      const s = single.cases.find((x) => x.name === c.name);
-      const t = threaded.cases.find((x) => x.name === c.name);
-      if (!s || !t) throw new Error(`${c.name}: no result`);
-      const [height, width] = man.images[c.image]?.orig_size ?? [0, 0];
-      const pixels = height * width;
-      // Cases with return_logits hold the logits: the mask is where they are above 0.
-      const wantAll = ref.info(c.outputs.masks).dtype === "F32" ? Uint8Array.from(ref.f32(c.outputs.masks), (v) => (v > 0 ? 1 : 0)) : ref.u8(c.outputs.masks);
-      const wantIou = ref.f32(c.outputs.iou_predictions);
-      expect(t.masks.length, `${c.name}: mask count`).toBe(wantIou.length);
-      for (let i = 0; i < t.masks.length; i++) {
-        const got = Buffer.from(t.masks[i] ?? "", "base64");
-        // Equal to the single-threaded module's mask, byte for byte.
-        expect(t.masks[i] === s.masks[i], `${c.name} mask ${i}: threaded and single-threaded masks differ`).toBe(true);
-        const want = wantAll.subarray(i * pixels, (i + 1) * pixels);
-        let diff = 0;
-        for (let p = 0; p < pixels; p++) if ((got[p] ? 1 : 0) !== (want[p] ? 1 : 0)) diff++;
-        expect(diff, `${c.name} mask ${i}: ${diff} of ${pixels} pixels differ from the reference`).toBeLessThanOrEqual(c.full_res_logit_stats.n_ambiguous_1e2);
-        expect(Math.abs((t.scores[i] ?? NaN) - (wantIou[i] ?? NaN)), `${c.name} IoU ${i}`).toBeLessThanOrEqual(tol.iou_atol);
+    for (const [build, wasm] of builds) {
+      const single = await run("/pkg/sam_wasm.js", 1, wasm && `/pkg/${wasm}`);
+      const threaded = await run("/pkg-threads/sam_wasm.js", THREADS, wasm && `/pkg-threads/${wasm}`);
+      console.log(`${tag} (${build}): embed ms single ${JSON.stringify(single.embedMs)}, threaded ${JSON.stringify(threaded.embedMs)} (${threaded.threads} threads)`);
+      expect(threaded.threads).toBe(THREADS);
+      expect(single.backendInfo).toContain("CPU");
+
+      for (const c of cases) {
+        const s = single.cases.find((x) => x.name === c.name);
+        const t = threaded.cases.find((x) => x.name === c.name);
+        if (!s || !t) throw new Error(`${c.name}: no result`);
+        const [height, width] = man.images[c.image]?.orig_size ?? [0, 0];
+        const pixels = height * width;
+        // Cases with return_logits hold the logits: the mask is where they are above 0.
+        const wantAll = ref.info(c.outputs.masks).dtype === "F32" ? Uint8Array.from(ref.f32(c.outputs.masks), (v) => (v > 0 ? 1 : 0)) : ref.u8(c.outputs.masks);
+        const wantIou = ref.f32(c.outputs.iou_predictions);
+        for (const [module, out] of [["single-threaded", s], ["threaded", t]] as const) {
+          expect(out.masks.length, `${c.name} (${build}, ${module}): mask count`).toBe(wantIou.length);
+          for (let i = 0; i < out.masks.length; i++) {
+            const got = Buffer.from(out.masks[i] ?? "", "base64");
+            const want = wantAll.subarray(i * pixels, (i + 1) * pixels);
+            let diff = 0;
+            for (let p = 0; p < pixels; p++) if ((got[p] ? 1 : 0) !== (want[p] ? 1 : 0)) diff++;
+            expect(diff, `${c.name} mask ${i} (${build}, ${module}): ${diff} of ${pixels} pixels differ from the reference`).toBeLessThanOrEqual(
+              c.full_res_logit_stats.n_ambiguous_1e2,
+            );
+            expect(Math.abs((out.scores[i] ?? NaN) - (wantIou[i] ?? NaN)), `${c.name} IoU ${i} (${build}, ${module})`).toBeLessThanOrEqual(tol.iou_atol);
+          }
+        }
+        // The threaded module's masks equal the single-threaded module's of the same build, byte for byte.
+        for (let i = 0; i < t.masks.length; i++)
+          expect(t.masks[i] === s.masks[i], `${c.name} mask ${i} (${build}): threaded and single-threaded masks differ`).toBe(true);
       }
     }
   });
@@ -129,6 +144,8 @@ for (const isolated of [true, false]) {
       const s = await waitReady(page);
       expect(s.backend).toBe("cpu");
       expect(s.threads).toBe(isolated ? THREADS : 1);
+      // Chromium has relaxed SIMD: the relaxed build runs where it was built.
+      expect(s.relaxedSimd).toBe(relaxedBuilt);
       // A click segments.
       const p = await screenPoint(page, img.width / 2, img.height / 2);
       await page.mouse.click(p.x, p.y);

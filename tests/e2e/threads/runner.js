@@ -1,5 +1,5 @@
 // The worker of threads.spec.ts and the browser benchmarks: loads one sam-wasm module (single-threaded
-// pkg or threaded pkg-threads), starts rayon's pool for the threaded one, runs the given prompts on
+// pkg or threaded pkg-threads; `job.wasm`: another .wasm for its glue, e.g. its relaxed-SIMD build), starts rayon's pool for the threaded one, runs the given prompts on
 // `job.backend` (default "cpu") and returns the masks (base64), scores and timings. With
 // `job.firstClicks`, the first case's prompt is also clicked once right after each setImage (the
 // binding's first click on that image: `firstClickMs`); with `job.withEmbedding`, the last image's
@@ -24,7 +24,7 @@ const rgbaOf = (rgbBase64, width, height) => {
 self.onmessage = async ({ data: job }) => {
   try {
     const m = await import(job.module);
-    await m.default();
+    await m.default(job.wasm ? { module_or_path: job.wasm } : undefined);
     // The threaded module starts its pool (even of 1 thread: the benchmark's baseline).
     if (m.initThreadPool) await m.initThreadPool(job.threads);
     const bytes = new Uint8Array(await (await fetch(job.checkpoint)).arrayBuffer());
