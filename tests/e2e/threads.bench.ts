@@ -6,7 +6,8 @@
 // Env: SAM_BENCH_SINGLE=0 (the threaded module only), SAM_BENCH_THREADS (default "1,2"), SAM_BENCH_EMBEDS (3), SAM_BENCH_CLICKS (20),
 //      SAM_BENCH_CHECKPOINT (a path), SAM_BENCH_AMG=1 adds "segment everything" (32x32 points),
 //      SAM_BENCH_PKG / SAM_BENCH_PKG_THREADS (module directories, default crates/sam-wasm/pkg{,-threads}:
-//      e.g. copies of release builds, so that a rebuild of the tree's modules does not change a sitting).
+//      e.g. copies of release builds, so that a rebuild of the tree's modules does not change a sitting),
+//      SAM_BENCH_RELAXED ("both", default: each run on the plain then the relaxed-SIMD build; "0": plain only; "1": relaxed only).
 import { test } from "@playwright/test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
@@ -46,13 +47,17 @@ test("bench: threaded CPU module, 1 vs N threads", async ({ page }) => {
       ],
     };
     type Out = { threads: number; embedMs: Record<string, number[]>; cases: { ms: number[] }[]; generateMs?: number };
-    const run = (module: string, threads: number): Promise<Out> =>
-      page.evaluate(([j, module, threads]) => (window as unknown as { runModule(j: object): Promise<Out> }).runModule({ ...j, module, threads }), [job, module, threads] as const);
+    const run = (module: string, threads: number, wasm?: string): Promise<Out> =>
+      page.evaluate(([j, module, threads, wasm]) => (window as unknown as { runModule(j: object): Promise<Out> }).runModule({ ...j, module, threads, wasm }), [job, module, threads, wasm] as const);
+    const relaxed = process.env.SAM_BENCH_RELAXED ?? "both";
+    const builds: [string, string | undefined][] = [];
+    if (relaxed !== "1") builds.push(["", undefined]);
+    if (relaxed !== "0") builds.push([", relaxed SIMD", "sam_wasm_relaxed_bg.wasm"]);
     const rows: Record<string, unknown>[] = [];
     const runs: [string, string, number][] = process.env.SAM_BENCH_SINGLE === "0" ? [] : [["single-threaded module", "/pkg/sam_wasm.js", 1]];
     for (const n of (process.env.SAM_BENCH_THREADS ?? "1,2").split(",").map(Number)) runs.push([`threaded module, ${n} thread(s)`, "/pkg-threads/sam_wasm.js", n]);
-    for (const [name, module, threads] of runs) {
-      const out = await run(module, threads);
+    for (const [name, module, threads, wasm] of runs.flatMap((r) => builds.map(([b, wasm]) => [`${r[0]}${b}`, r[1], r[2], wasm] as const))) {
+      const out = await run(module, threads, wasm && module.replace("sam_wasm.js", wasm));
       // The first embedding warms up (allocations, the pool's first tasks): the median of the others.
       const embeds = out.embedMs["landscape"] ?? [];
       const row = {
