@@ -533,16 +533,29 @@ pub fn get_rel_pos(q_size: usize, k_size: usize, rel_pos: Tensor<2>) -> Tensor<3
 /// Zero-pads `[B, H, W, C]` to multiples of `ws` and cuts it into windows
 /// `[B * nWin, ws, ws, C]`; returns the padded size too.
 pub fn window_partition(x: Tensor<4>, ws: usize) -> (Tensor<4>, (usize, usize)) {
+    window_partition_filled(x, ws, None)
+}
+
+/// [`window_partition`] padded with copies of `fill` `[1, C]` (zeros for `None`).
+pub fn window_partition_filled(
+    x: Tensor<4>,
+    ws: usize,
+    fill: Option<Tensor<2>>,
+) -> (Tensor<4>, (usize, usize)) {
     let [b, h, w, c] = x.dims();
     let pad_h = (ws - h % ws) % ws;
     let pad_w = (ws - w % ws) % ws;
     let device = x.device();
+    let padding = |shape: [usize; 4]| match &fill {
+        Some(f) => f.clone().reshape([1, 1, 1, c]).expand(shape),
+        None => Tensor::zeros(shape, &device),
+    };
     let mut x = x;
     if pad_h > 0 {
-        x = Tensor::cat(vec![x, Tensor::zeros([b, pad_h, w, c], &device)], 1);
+        x = Tensor::cat(vec![x, padding([b, pad_h, w, c])], 1);
     }
     if pad_w > 0 {
-        x = Tensor::cat(vec![x, Tensor::zeros([b, h + pad_h, pad_w, c], &device)], 2);
+        x = Tensor::cat(vec![x, padding([b, h + pad_h, pad_w, c])], 2);
     }
     let (hp, wp) = (h + pad_h, w + pad_w);
     let x: Tensor<6> = x.reshape([b, hp / ws, ws, wp / ws, ws, c]);

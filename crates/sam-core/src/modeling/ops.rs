@@ -422,44 +422,55 @@ pub fn upscale_masks(
 }
 
 /// Shape of a [`window_attention`]: `heads` heads of `key_dim` (q and k) and `val_dim` (v),
-/// logits scaled by `scale`.
+/// logits scaled by `scale`, over windows of `window x window` tokens.
 #[derive(Clone, Copy, Debug)]
 pub struct WindowAttentionSpec {
     pub heads: usize,
     pub key_dim: usize,
     pub val_dim: usize,
+    pub window: usize,
     pub scale: f64,
 }
 
-/// TinyViT's attention core fused, where the device has a fused kernel: from the qkv
-/// projection `[B, N, heads·(2·key_dim + val_dim)]` (per head `[q | k | v]`) and the
-/// attention bias `[1, heads, N, N]` to `softmax(q·kᵀ·scale + bias)·v` as `[B, N,
-/// heads·val_dim]`. Host kernel: [`cpu::window_attention`] (no head split or merge copies).
-/// `None`: run the official composition.
+/// TinyViT's attention core over windows, where the device has a fused kernel: from the qkv
+/// projection of a token grid `[B, H, W, heads·(2·key_dim + val_dim)]` (per head `[q | k |
+/// v]`), the projection `pad` `[1, heads·(2·key_dim + val_dim)]` of the zero tokens that pad
+/// the grid to whole windows, and the attention bias `[1, heads, N, N]` (`N = window²`), to
+/// `softmax(q·kᵀ·scale + bias)·v` of the grid's tokens, `[B, H, W, heads·val_dim]`. Host
+/// kernel: [`cpu::window_attention`] (windows gathered and scattered in place: no copies for
+/// the padding, the partition or the heads). `None`: run the official composition.
 pub fn window_attention(
-    qkv: &Tensor<3>,
+    qkv: &Tensor<4>,
+    pad: &Tensor<2>,
     bias: &Tensor<4>,
     s: WindowAttentionSpec,
-) -> Option<Tensor<3>> {
+) -> Option<Tensor<4>> {
     #[cfg(feature = "flex")]
-    if on_host(qkv) && on_host(bias) {
+    if on_host(qkv) && on_host(pad) && on_host(bias) {
         let device = qkv.device();
-        let [b, n, _] = qkv.dims();
+        let [b, h, w, _] = qkv.dims();
         let a = cpu::WindowAttention {
             heads: s.heads,
             key_dim: s.key_dim,
             val_dim: s.val_dim,
-            tokens: n,
+            window: s.window,
+            batch: b,
+            height: h,
+            width: w,
             scale: s.scale as f32,
         };
-        let (qkv, bias) = (host_values(qkv.clone()), host_values(bias.clone()));
-        let out = cpu::window_attention(&qkv, &bias, a);
+        let (qkv, pad, bias) = (
+            host_values(qkv.clone()),
+            host_values(pad.clone()),
+            host_values(bias.clone()),
+        );
+        let out = cpu::window_attention(&qkv, &pad, &bias, a);
         return Some(Tensor::from_data(
-            TensorData::new(out, [b, n, s.heads * s.val_dim]),
+            TensorData::new(out, [b, h, w, s.heads * s.val_dim]),
             &device,
         ));
     }
-    let _ = (qkv, bias, s);
+    let _ = (qkv, pad, bias, s);
     None
 }
 

@@ -244,42 +244,65 @@ mod tests {
         assert!(exp_f32(-1000.0) < 1e-37 && exp_f32(f32::NEG_INFINITY) < 1e-37);
     }
 
+    /// Two 5x7 grids in windows of 3 (the last row and column of windows padded), against the
+    /// official composition: pad with the padding row, partition, attend in f64, unpartition.
     #[test]
     fn window_attention_matches_the_definition() {
-        let (windows, nh, kd, d, n) = (3, 2, 4, 5, 7);
-        let row = nh * (2 * kd + d);
+        let (batch, hh, ww, ws, nh, kd, d) = (2, 5, 7, 3, 2, 4, 5);
+        let (row, n) = (nh * (2 * kd + d), ws * ws);
         let val = |i: usize| ((i * 7919 % 1000) as f32 / 250.0) - 2.0;
-        let qkv: Vec<f32> = (0..windows * n * row).map(val).collect();
+        let qkv: Vec<f32> = (0..batch * hh * ww * row).map(val).collect();
+        let pad: Vec<f32> = (0..row).map(|i| val(i + 11) / 3.0).collect();
         let bias: Vec<f32> = (0..nh * n * n).map(|i| val(i + 3) / 2.0).collect();
         let a = WindowAttention {
             heads: nh,
             key_dim: kd,
             val_dim: d,
-            tokens: n,
+            window: ws,
+            batch,
+            height: hh,
+            width: ww,
             scale: 0.5,
         };
-        let got = window_attention(&qkv, &bias, a);
-        assert_eq!(got.len(), windows * n * nh * d);
-        for w in 0..windows {
-            for h in 0..nh {
-                let at = |t: usize, c: usize| qkv[(w * n + t) * row + h * (2 * kd + d) + c] as f64;
-                for i in 0..n {
-                    let logits: Vec<f64> = (0..n)
-                        .map(|j| {
-                            let dot: f64 = (0..kd).map(|c| at(i, c) * at(j, kd + c)).sum();
-                            dot * 0.5 + bias[(h * n + i) * n + j] as f64
-                        })
-                        .collect();
-                    let max = logits.iter().cloned().fold(f64::MIN, f64::max);
-                    let e: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
-                    let sum: f64 = e.iter().sum();
-                    for c in 0..d {
-                        let want: f64 = (0..n).map(|j| e[j] / sum * at(j, 2 * kd + c)).sum();
-                        let g = got[(w * n + i) * nh * d + h * d + c] as f64;
-                        assert!(
-                            (g - want).abs() < 1e-5,
-                            "window {w} head {h} token {i}: {g} vs {want}"
-                        );
+        let got = window_attention(&qkv, &pad, &bias, a);
+        assert_eq!(got.len(), batch * hh * ww * nh * d);
+        for img in 0..batch {
+            for (wy, wx) in
+                (0..hh.div_ceil(ws)).flat_map(|y| (0..ww.div_ceil(ws)).map(move |x| (y, x)))
+            {
+                // The padded window's token t: its qkv row, and its grid position if inside.
+                let pos = |t: usize| {
+                    let (y, x) = (wy * ws + t / ws, wx * ws + t % ws);
+                    (y < hh && x < ww).then_some((img * hh + y) * ww + x)
+                };
+                let at = |t: usize, c: usize| match pos(t) {
+                    Some(p) => qkv[p * row + c] as f64,
+                    None => pad[c] as f64,
+                };
+                for h in 0..nh {
+                    let base = h * (2 * kd + d);
+                    for i in 0..n {
+                        let Some(p) = pos(i) else { continue };
+                        let logits: Vec<f64> = (0..n)
+                            .map(|j| {
+                                let dot: f64 = (0..kd)
+                                    .map(|c| at(i, base + c) * at(j, base + kd + c))
+                                    .sum();
+                                dot * 0.5 + bias[(h * n + i) * n + j] as f64
+                            })
+                            .collect();
+                        let max = logits.iter().cloned().fold(f64::MIN, f64::max);
+                        let e: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+                        let sum: f64 = e.iter().sum();
+                        for c in 0..d {
+                            let want: f64 =
+                                (0..n).map(|j| e[j] / sum * at(j, base + 2 * kd + c)).sum();
+                            let g = got[p * nh * d + h * d + c] as f64;
+                            assert!(
+                                (g - want).abs() < 1e-5,
+                                "image {img} window ({wy}, {wx}) head {h} token {i}: {g} vs {want}"
+                            );
+                        }
                     }
                 }
             }
