@@ -274,7 +274,7 @@ mod simd128 {
     /// elsewhere (woken late, or descheduled) leaves its bands to the others instead of
     /// making everyone wait for its half. (One band a thread, each packing all of `rhs` for
     /// itself, ran 2 threads at 1.4-1.6x one.) A product of few rows against a wide operand
-    /// keeps [`matmul`]'s in-place paths, one band of rows a thread.
+    /// keeps [`matmul`]'s in-place paths, a block of columns a task.
     ///
     /// # Safety
     /// As [`matmul`].
@@ -297,19 +297,24 @@ mod simd128 {
             )
         };
         if m <= FEW_ROWS && n >= 4 * m || k == 0 {
-            // Even bands: the kernel's tiles are two rows high.
-            let band = m.div_ceil(threads).next_multiple_of(MR);
+            // Few rows against a wide operand: the columns go out in blocks of whole panels,
+            // a quarter of a thread's share each, so that each thread reads (or packs) only its
+            // own columns of `rhs`. (Bands of rows made every thread read or pack all of `rhs`:
+            // a 1x1 convolution to 64 channels over 256x256 pixels packed its 64 MiB operand
+            // once per thread.) Each block is [`matmul`] of all the rows, so the values are
+            // those of the single-threaded product.
+            let block = n.div_ceil(4 * threads).next_multiple_of(NR);
             let r = rhs.0 as usize;
-            (0..m.div_ceil(band)).into_par_iter().for_each(|b| {
-                let (first, rows) = (b * band, band.min(m - b * band));
-                let (dst_b, lhs_b) = band_at(first);
-                // SAFETY: as promised by the caller; the bands' rows of `dst` do not overlap.
+            (0..n.div_ceil(block)).into_par_iter().for_each(|b| {
+                let (first, cols) = (b * block, block.min(n - b * block));
+                // SAFETY: as promised by the caller; the blocks' columns of `dst` do not
+                // overlap.
                 unsafe {
                     matmul(
-                        [rows, n, k],
-                        (dst_b, dst.1),
-                        (lhs_b, lhs.1),
-                        (r as *const f32, rhs.1, rhs.2),
+                        [m, cols, k],
+                        ((d as *mut f32).wrapping_add(first), dst.1),
+                        (l as *const f32, lhs.1),
+                        ((r as *const f32).wrapping_add(first * rhs.2), rhs.1, rhs.2),
                         scale,
                     )
                 }
