@@ -334,9 +334,11 @@ impl Segmenter {
         prompt: &sam_core::Prompt,
         options: convert::PredictOptions,
     ) -> Result<JsValue, JsValue> {
-        let pred = self
-            .sam
-            .predict_masks(embedding, prompt, options.masks)
+        // On a thread of the pool in the threaded module, as the embedding (`threads::on_pool`):
+        // called from here, each of the decoder's parallel operations woke the pool and put
+        // this thread to sleep, and the operations between them ran here while the pool slept.
+        let sam = &self.sam;
+        let pred = crate::threads::on_pool(|| sam.predict_masks(embedding, prompt, options.masks))
             .map_err(sam_error)?;
         let host = read_prediction(pred, options.low_res_logits)
             .await
