@@ -64,7 +64,7 @@ fn main() {
             20,
             (m * k * n) as f64,
             || {
-                std::hint::black_box(cpu::linear(&a, &w, None, k, n));
+                std::hint::black_box(cpu::linear(&a, &w, None, (k, n), false));
             },
         );
     }

@@ -34,6 +34,14 @@ impl Linear {
         ops::linear(x, &self.weight, self.bias.as_ref())
     }
 
+    /// `act(linear(x))`: `[..., d_in]` → `[..., d_out]`, a GELU fused where it can be.
+    pub fn forward_act<const D: usize>(&self, x: Tensor<D>, act: Activation) -> Tensor<D> {
+        match act {
+            Activation::Gelu => ops::linear_gelu(x, &self.weight, self.bias.as_ref()),
+            act => act.forward(self.forward(x)),
+        }
+    }
+
     /// The weight as `[d_in, d_out]` (the transpose of the stored `[d_out, d_in]`).
     pub fn weight(&self) -> Tensor<2> {
         self.weight.clone()
@@ -275,7 +283,7 @@ impl MlpBlock {
 
     /// `[..., dim]` → `[..., dim]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        self.lin2.forward(self.act.forward(self.lin1.forward(x)))
+        self.lin2.forward(self.lin1.forward_act(x, self.act))
     }
 }
 

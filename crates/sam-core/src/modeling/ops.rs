@@ -87,6 +87,25 @@ pub fn linear<const D: usize>(
     weight: &Tensor<2>,
     bias: Option<&Tensor<1>>,
 ) -> Tensor<D> {
+    linear_then(x, weight, bias, false)
+}
+
+/// `gelu(linear(x, weight, bias))`, the GELU fused into the host kernel's product (applied as
+/// it stores its values).
+pub fn linear_gelu<const D: usize>(
+    x: Tensor<D>,
+    weight: &Tensor<2>,
+    bias: Option<&Tensor<1>>,
+) -> Tensor<D> {
+    linear_then(x, weight, bias, true)
+}
+
+fn linear_then<const D: usize>(
+    x: Tensor<D>,
+    weight: &Tensor<2>,
+    bias: Option<&Tensor<1>>,
+    then_gelu: bool,
+) -> Tensor<D> {
     #[cfg(feature = "flex")]
     if products_on_host(&x, x.shape().num_elements() / weight.dims()[0].max(1)) {
         let [d_in, d_out] = weight.dims();
@@ -99,12 +118,13 @@ pub fn linear<const D: usize>(
             &data,
             &host_values(weight.clone()),
             bias.as_deref(),
-            d_in,
-            d_out,
+            (d_in, d_out),
+            then_gelu,
         );
         return Tensor::from_data(TensorData::new(out, dims), &device);
     }
-    burn_linear(x, weight.clone(), bias.cloned())
+    let y = burn_linear(x, weight.clone(), bias.cloned());
+    if then_gelu { gelu(y) } else { y }
 }
 
 /// `conv2d(x, weight, bias)`, then GELU if `then_gelu`: `[B, C_in, H, W]` →

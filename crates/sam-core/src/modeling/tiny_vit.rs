@@ -10,7 +10,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::common::{Conv2d, Conv2dSpec, LayerNorm, LayerNorm2d, Linear};
+use super::common::{Activation, Conv2d, Conv2dSpec, LayerNorm, LayerNorm2d, Linear};
 use super::image_encoder::{
     EMBED_GRID, MAX_ENCODER_DEPTH, MAX_ENCODER_WIDTH, MAX_MLP_RATIO, check_sam_io,
     window_partition_filled, window_unpartition,
@@ -479,7 +479,7 @@ impl Mlp {
 
     fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         self.fc2
-            .forward(gelu(self.fc1.forward(self.norm.forward(x))))
+            .forward(self.fc1.forward_act(self.norm.forward(x), Activation::Gelu))
     }
 }
 

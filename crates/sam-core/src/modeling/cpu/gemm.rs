@@ -21,7 +21,7 @@ pub unsafe fn matmul(
     scale: f32,
 ) {
     // SAFETY: as promised by the caller.
-    unsafe { product(shape, dst, lhs, rhs, scale, false) }
+    unsafe { product(shape, dst, lhs, rhs, scale, false, Epilogue::NONE) }
 }
 
 /// [`matmul`] on all cores natively and in the threaded WebAssembly module (for products
@@ -37,7 +37,110 @@ pub unsafe fn matmul_parallel(
     scale: f32,
 ) {
     // SAFETY: as promised by the caller.
-    unsafe { product(shape, dst, lhs, rhs, scale, true) }
+    unsafe { product(shape, dst, lhs, rhs, scale, true, Epilogue::NONE) }
+}
+
+/// [`matmul_parallel`] followed by `epilogue` on every value of `dst`, done as each tile is
+/// stored in WebAssembly (while it is in cache: no second pass over the output), after the
+/// product elsewhere. The values are those of the product followed by [`Epilogue::apply`].
+///
+/// # Safety
+/// As [`matmul`]; the epilogue's bias holds a value per column (`n`) or per row (`m`).
+pub unsafe fn matmul_parallel_with(
+    shape: [usize; 3],
+    dst: (*mut f32, usize),
+    lhs: (*const f32, usize),
+    rhs: (*const f32, usize, usize),
+    scale: f32,
+    epilogue: Epilogue,
+) {
+    epilogue.check(shape[0], shape[1]);
+    // SAFETY: as promised by the caller.
+    unsafe { product(shape, dst, lhs, rhs, scale, true, epilogue) }
+}
+
+/// What a product does to each of its values once they are summed: add a bias (a linear's,
+/// one per column, or a convolution's, one per output channel = row), then GELU if `gelu`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    pub bias: Option<Bias<'a>>,
+    pub gelu: bool,
+}
+
+/// An [`Epilogue`]'s bias.
+#[derive(Clone, Copy, Debug)]
+pub enum Bias<'a> {
+    /// One value per column of the product.
+    Columns(&'a [f32]),
+    /// One value per row of the product.
+    Rows(&'a [f32]),
+}
+
+impl<'a> Epilogue<'a> {
+    /// Nothing after the product.
+    pub const NONE: Self = Self {
+        bias: None,
+        gelu: false,
+    };
+
+    fn is_none(&self) -> bool {
+        self.bias.is_none() && !self.gelu
+    }
+
+    /// Panics unless the bias fits an `m x n` product.
+    fn check(&self, m: usize, n: usize) {
+        match self.bias {
+            Some(Bias::Columns(b)) => assert_eq!(b.len(), n, "product bias per column"),
+            Some(Bias::Rows(b)) => assert_eq!(b.len(), m, "product bias per row"),
+            None => {}
+        }
+    }
+
+    /// The epilogue of the part of the product from row `i0` and column `j0`.
+    #[cfg_attr(
+        not(all(target_arch = "wasm32", target_feature = "simd128")),
+        allow(dead_code)
+    )]
+    fn from(self, i0: usize, j0: usize) -> Self {
+        let bias = self.bias.map(|b| match b {
+            Bias::Columns(b) => Bias::Columns(&b[j0..]),
+            Bias::Rows(b) => Bias::Rows(&b[i0..]),
+        });
+        Self { bias, ..self }
+    }
+
+    /// The plain version: the epilogue applied to the `m x n` values at `dst` (row stride
+    /// given), a pass over them after the product (on all cores when `parallel`).
+    ///
+    /// # Safety
+    /// The `m x n` values must be valid for reading and writing.
+    pub unsafe fn apply(&self, m: usize, n: usize, (dst, rs): (*mut f32, usize), parallel: bool) {
+        if self.is_none() || m == 0 || n == 0 {
+            return;
+        }
+        // Raw pointers are not `Send`: the rows get the address.
+        let d = dst as usize;
+        let row = |i: usize| {
+            // SAFETY: row i of the block (caller); each row is one task's.
+            let values = unsafe { core::slice::from_raw_parts_mut((d as *mut f32).add(i * rs), n) };
+            match self.bias {
+                Some(Bias::Columns(b)) => values.iter_mut().zip(b).for_each(|(v, &b)| *v += b),
+                Some(Bias::Rows(b)) => values.iter_mut().for_each(|v| *v += b[i]),
+                None => {}
+            }
+            if self.gelu {
+                super::gelu_chunk(values);
+            }
+        };
+        #[cfg(any(not(target_family = "wasm"), feature = "threads"))]
+        if parallel && m * n >= 1 << 16 {
+            use rayon::prelude::*;
+            (0..m).into_par_iter().for_each(row);
+            return;
+        }
+        let _ = parallel;
+        (0..m).for_each(row);
+    }
 }
 
 /// `len` values, every one written by `write` through the pointer (a product's destination)
@@ -93,7 +196,7 @@ pub unsafe fn matmul_by(m: usize, dst: (*mut f32, usize), lhs: (*const f32, usiz
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     // SAFETY: as promised by the caller.
     unsafe {
-        simd128::multiply(m, dst, lhs, &rhs.packed, 1.0)
+        simd128::multiply(m, dst, lhs, &rhs.packed, 1.0, Epilogue::NONE)
     }
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     // SAFETY: as promised by the caller; `rhs.values` holds k x n row-major values.
@@ -128,6 +231,7 @@ unsafe fn product(
     (rhs, rhs_rs, rhs_cs): (*const f32, usize, usize),
     scale: f32,
     parallel: bool,
+    epilogue: Epilogue,
 ) {
     // gemm splits products worth it over the cores.
     let parallelism = if parallel && worth_splitting([m, n, k]) {
@@ -157,7 +261,8 @@ unsafe fn product(
             false,
             false,
             parallelism,
-        )
+        );
+        epilogue.apply(m, n, (dst, dst_rs), parallel);
     }
 }
 
@@ -169,6 +274,7 @@ unsafe fn product(
     rhs: (*const f32, usize, usize),
     scale: f32,
     parallel: bool,
+    epilogue: Epilogue,
 ) {
     // The threaded module splits the products worth splitting over rayon's pool.
     #[cfg(feature = "threads")]
@@ -176,13 +282,13 @@ unsafe fn product(
         let threads = rayon::current_num_threads();
         if parallel && threads > 1 && shape[0] >= 2 * threads && worth_splitting(shape) {
             // SAFETY: as promised by the caller.
-            unsafe { simd128::matmul_parallel(shape, dst, lhs, rhs, scale, threads) };
+            unsafe { simd128::matmul_parallel(shape, dst, lhs, rhs, scale, threads, epilogue) };
             return;
         }
     }
     let _ = parallel;
     // SAFETY: as promised by the caller.
-    unsafe { simd128::matmul(shape, dst, lhs, rhs, scale) }
+    unsafe { simd128::matmul(shape, dst, lhs, rhs, scale, epilogue) }
 }
 
 /// A blocked product in the usual layout (BLIS's), but for `lhs`: `rhs` is packed a block of
@@ -193,6 +299,7 @@ unsafe fn product(
 /// packing it had cost more than it saved (4096x256x256: 26 → 28 GMAC/s without).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128 {
+    use super::{Bias, Epilogue};
     use core::arch::wasm32::*;
 
     /// Rows of a tile.
@@ -216,13 +323,14 @@ mod simd128 {
     /// in too few cache sets beyond (56x256x2048: 26 GMAC/s packed, 14 in place).
     const IN_PLACE_ROW: usize = 512;
 
-    /// As [`super::matmul`].
+    /// As [`super::matmul`], then `epi` ([`super::matmul_parallel_with`]).
     pub unsafe fn matmul(
         [m, n, k]: [usize; 3],
         dst: (*mut f32, usize),
         lhs: (*const f32, usize),
         rhs: (*const f32, usize, usize),
         scale: f32,
+        epi: Epilogue,
     ) {
         if m == 0 || n == 0 {
             return;
@@ -236,10 +344,11 @@ mod simd128 {
                 // Row-major: whole panels read in place, a narrow last one packed.
                 let full = n - n % NR;
                 // SAFETY: as promised by the caller.
-                unsafe { multiply_in_place([m, full, k], dst, lhs, (b, rs), scale) };
+                unsafe { multiply_in_place([m, full, k], dst, lhs, (b, rs), scale, epi) };
                 if full < n {
                     let packed = unsafe { pack_rhs(k, n - full, (b.add(full), rs, 1)) };
-                    unsafe { multiply(m, (dst.0.add(full), dst.1), lhs, &packed, scale) };
+                    let (dst, epi) = ((dst.0.wrapping_add(full), dst.1), epi.from(0, full));
+                    unsafe { multiply(m, dst, lhs, &packed, scale, epi) };
                 }
                 return;
             }
@@ -249,7 +358,8 @@ mod simd128 {
                 let (lhs, lhs_rs) = lhs;
                 let packed = unsafe { pack_rhs(k, m, (lhs, 1, lhs_rs)) };
                 let mut t = vec![0.0f32; n * m];
-                unsafe { multiply(n, (t.as_mut_ptr(), m), (b, cs), &packed, scale) };
+                let none = Epilogue::NONE;
+                unsafe { multiply(n, (t.as_mut_ptr(), m), (b, cs), &packed, scale, none) };
                 // Transposed back a block of columns at a time (the block stays in L1).
                 let (dst, dst_rs) = dst;
                 for (jb, block) in t.chunks(64 * m).enumerate() {
@@ -260,12 +370,14 @@ mod simd128 {
                         }
                     }
                 }
+                // SAFETY: the m x n values of dst (caller).
+                unsafe { epi.apply(m, n, (dst, dst_rs), false) };
                 return;
             }
         }
         // SAFETY: as promised by the caller.
         let packed = unsafe { pack_rhs(k, n, rhs) };
-        unsafe { multiply(m, dst, lhs, &packed, scale) };
+        unsafe { multiply(m, dst, lhs, &packed, scale, epi) };
     }
 
     /// [`matmul`] on rayon's pool (the threaded module), `threads` threads. `rhs` is packed
@@ -286,6 +398,7 @@ mod simd128 {
         rhs: (*const f32, usize, usize),
         scale: f32,
         threads: usize,
+        epi: Epilogue,
     ) {
         use rayon::prelude::*;
         // Raw pointers are not `Send`: the bands pass them as addresses.
@@ -316,6 +429,7 @@ mod simd128 {
                         (l as *const f32, lhs.1),
                         ((r as *const f32).wrapping_add(first * rhs.2), rhs.1, rhs.2),
                         scale,
+                        epi.from(0, first),
                     )
                 }
             });
@@ -328,7 +442,8 @@ mod simd128 {
             let (first, rows) = (b * band, band.min(m - b * band));
             let (dst_b, lhs_b) = band_at(first);
             // SAFETY: as promised by the caller; the bands' rows of `dst` do not overlap.
-            unsafe { multiply(rows, (dst_b, dst.1), (lhs_b, lhs.1), &packed, scale) }
+            let epi = epi.from(first, 0);
+            unsafe { multiply(rows, (dst_b, dst.1), (lhs_b, lhs.1), &packed, scale, epi) }
         });
     }
 
@@ -461,6 +576,7 @@ mod simd128 {
         (lhs, lhs_rs): (*const f32, usize),
         rhs: &Packed,
         scale: f32,
+        epi: Epilogue,
     ) {
         let (k, n) = (rhs.k, rhs.n);
         if m == 0 || n == 0 {
@@ -471,6 +587,8 @@ mod simd128 {
                 // SAFETY: row i of dst is valid for writing (caller).
                 unsafe { core::slice::from_raw_parts_mut(dst.add(i * dst_rs), n).fill(0.0) };
             }
+            // SAFETY: as above.
+            unsafe { epi.apply(m, n, (dst, dst_rs), false) };
             return;
         }
         let n_panels = n.div_ceil(NR);
@@ -483,7 +601,9 @@ mod simd128 {
                     let j0 = jp * NR;
                     let cols = NR.min(n - j0);
                     let b = block[jp * kc * NR..].as_ptr();
-                    let at = (dst, dst_rs, j0, cols, pc > 0, scale);
+                    // The epilogue comes with the last depth block.
+                    let last = (pc + kc == k).then(|| epi.from(0, j0));
+                    let at = (dst, dst_rs, j0, cols, pc > 0, scale, last);
                     // SAFETY (the three): the rows hold kc values from pc, the panel kc x NR;
                     // the tiles lie in dst (caller).
                     // A narrow last panel (the mask products' 4 columns, 56 = 3·16 + 8) takes
@@ -512,12 +632,14 @@ mod simd128 {
         (lhs, lhs_rs): (*const f32, usize),
         (rhs, rhs_rs): (*const f32, usize),
         scale: f32,
+        epi: Epilogue,
     ) {
         debug_assert!(n.is_multiple_of(NR));
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
             for j0 in (0..n).step_by(NR) {
-                let at = (dst, dst_rs, j0, NR, pc > 0, scale);
+                let last = (pc + kc == k).then(|| epi.from(0, j0));
+                let at = (dst, dst_rs, j0, NR, pc > 0, scale, last);
                 // SAFETY: the rows hold kc values from pc, rows pc..pc+kc of rhs hold NR
                 // values from j0; the tiles lie in dst (caller).
                 unsafe {
@@ -540,8 +662,9 @@ mod simd128 {
         (lhs, lhs_rs, pc): (*const f32, usize, usize),
         kc: usize,
         b: (*const f32, usize),
-        (dst, dst_rs, j0, cols, accumulate, scale): (*mut f32, usize, usize, usize, bool, f32),
+        at: TileAt,
     ) {
+        let (dst, dst_rs, j0, cols, accumulate, scale, last) = at;
         for i0 in rows.step_by(R) {
             let rows = R.min(m - i0);
             let tile = Tile {
@@ -556,8 +679,27 @@ mod simd128 {
             let a: [*const f32; R] =
                 core::array::from_fn(|r| unsafe { lhs.add((i0 + r.min(rows - 1)) * lhs_rs + pc) });
             unsafe { kernel::<R, V>(kc, a, b, tile) };
+            // The epilogue on the tile just stored, while it is in cache (the kernel itself is
+            // left as it is: an epilogue inside it slowed its loop down).
+            if let Some(e) = last {
+                // SAFETY: the tile's rows x cols lie in dst (caller).
+                unsafe { tile_epilogue(e.from(i0, 0), tile) };
+            }
         }
     }
+
+    /// Where [`tiles`] go: `dst` and its row stride, the first column, the columns, whether
+    /// to add to what is there, the scale, and the epilogue (from column `j0`) when this is
+    /// the last depth block.
+    type TileAt<'a> = (
+        *mut f32,
+        usize,
+        usize,
+        usize,
+        bool,
+        f32,
+        Option<Epilogue<'a>>,
+    );
 
     /// Where a micro-kernel's result goes: `rows x cols` values of `dst` (row stride `rs`),
     /// scaled, added to what is there when `accumulate`.
@@ -569,6 +711,26 @@ mod simd128 {
         cols: usize,
         accumulate: bool,
         scale: f32,
+    }
+
+    /// [`Epilogue::apply`] on one stored tile (`e` from the tile's first row and column).
+    ///
+    /// # Safety
+    /// The tile's `rows x cols` values must lie in `dst`.
+    #[inline(always)]
+    unsafe fn tile_epilogue(e: Epilogue, t: Tile) {
+        for i in 0..t.rows {
+            // SAFETY: row i of the tile (caller).
+            let row = unsafe { core::slice::from_raw_parts_mut(t.dst.add(i * t.rs), t.cols) };
+            match e.bias {
+                Some(Bias::Columns(b)) => row.iter_mut().zip(b).for_each(|(v, &b)| *v += b),
+                Some(Bias::Rows(b)) => row.iter_mut().for_each(|v| *v += b[i]),
+                None => {}
+            }
+            if e.gelu {
+                super::super::gelu_values(row);
+            }
+        }
     }
 
     /// `a·b + c`, lane by lane: a multiply, then an add (simd128 has no fused multiply-add).
@@ -660,6 +822,66 @@ mod simd128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The epilogue done as the tiles are stored ([`matmul_parallel_with`]) gives the values of
+    /// the product followed by the plain pass ([`Epilogue::apply`]), bit for bit, on every
+    /// path of the product (few rows read in place or packed, transposed, several depth
+    /// blocks, narrow last panels, no depth at all) and for both kinds of bias, with and
+    /// without GELU.
+    #[test]
+    fn epilogue_matches_plain_pass() {
+        let value = |i: usize| ((i * 7919 % 1013) as f32) / 1013.0 - 0.5;
+        for &(m, n, k) in &[
+            (2, 16, 3),
+            (3, 17, 300),
+            (121, 33, 257),
+            (8, 200, 40),
+            (56, 260, 600),
+            (64, 4096, 16),
+            (5, 20, 0),
+        ] {
+            for transposed in [false, true] {
+                let (lhs_rs, dst_rs) = (k + 3, n + 2);
+                let lhs: Vec<f32> = (0..m * lhs_rs).map(value).collect();
+                let rhs: Vec<f32> = (0..k * n).map(|i| value(i + 17) * 4.0).collect();
+                let (rs, cs) = if transposed { (1, k) } else { (n, 1) };
+                let col_bias: Vec<f32> = (0..n).map(|i| value(i + 5)).collect();
+                let row_bias: Vec<f32> = (0..m).map(|i| value(i + 9)).collect();
+                for bias in [
+                    None,
+                    Some(Bias::Columns(&col_bias)),
+                    Some(Bias::Rows(&row_bias)),
+                ] {
+                    for gelu in [false, true] {
+                        let epi = Epilogue { bias, gelu };
+                        let mut fused = vec![f32::NAN; m * dst_rs];
+                        let mut plain = vec![f32::NAN; m * dst_rs];
+                        let operands = |dst: &mut Vec<f32>| {
+                            (
+                                (dst.as_mut_ptr(), dst_rs),
+                                (lhs.as_ptr(), lhs_rs),
+                                (rhs.as_ptr(), rs, cs),
+                            )
+                        };
+                        // SAFETY: the buffers hold the shapes and strides given.
+                        unsafe {
+                            let (d, l, r) = operands(&mut fused);
+                            matmul_parallel_with([m, n, k], d, l, r, 0.75, epi);
+                            let (d, l, r) = operands(&mut plain);
+                            matmul_parallel([m, n, k], d, l, r, 0.75);
+                            epi.apply(m, n, d, true);
+                        }
+                        for (i, (f, p)) in fused.iter().zip(&plain).enumerate() {
+                            assert!(
+                                f.to_bits() == p.to_bits(),
+                                "[{m}, {n}, {k}] transposed {transposed} {epi:?} at {i}: {f} vs {p}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     /// Products of every edge case (partial tiles, several depth and row blocks, transposed
     /// and strided operands, a scale) against a plain f64 triple loop.

@@ -4,41 +4,48 @@
 
 use std::mem::MaybeUninit;
 
-use super::gelu_chunk;
-use super::gemm::{matmul, matmul_parallel, written_by};
-use super::{add_row_bias, conv_out_hw, for_each_chunk};
+use super::gemm::{Bias, Epilogue, matmul, matmul_parallel, matmul_parallel_with, written_by};
+use super::{conv_out_hw, for_each_chunk};
 
 /// Values of an im2col band (4 MiB): the band is as many output rows as fit.
 const BAND_VALUES: usize = 1 << 20;
 
 /// `nn.Linear` on row-major values: `x` `[rows, d_in]` · `w` `[d_in, d_out]` (+ `bias`
-/// `[d_out]`) → `[rows, d_out]`.
-pub fn linear(x: &[f32], w: &[f32], bias: Option<&[f32]>, d_in: usize, d_out: usize) -> Vec<f32> {
+/// `[d_out]`), then GELU if `gelu` → `[rows, d_out]`. The bias and the GELU are applied as the
+/// product stores its values.
+pub fn linear(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    (d_in, d_out): (usize, usize),
+    gelu: bool,
+) -> Vec<f32> {
     assert!(
         d_in > 0 && x.len().is_multiple_of(d_in) && w.len() == d_in * d_out,
         "linear shapes"
     );
+    if let Some(bias) = bias {
+        assert_eq!(bias.len(), d_out, "linear bias shape");
+    }
     let rows = x.len() / d_in;
+    let epilogue = Epilogue {
+        bias: bias.map(Bias::Columns),
+        gelu,
+    };
     // SAFETY: the product writes all rows x d_out values; the buffers hold the row-major
     // shapes given.
-    let mut out = unsafe {
+    unsafe {
         written_by(rows * d_out, |out| {
-            matmul_parallel(
+            matmul_parallel_with(
                 [rows, d_out, d_in],
                 (out, d_out),
                 (x.as_ptr(), d_in),
                 (w.as_ptr(), d_out, 1),
                 1.0,
+                epilogue,
             )
         })
-    };
-    if let Some(bias) = bias {
-        assert_eq!(bias.len(), d_out, "linear bias shape");
-        if d_out > 0 {
-            add_row_bias(&mut out, bias);
-        }
     }
-    out
 }
 
 /// Shape of a convolution with one group: `[batch, c_in, height, width]` by a `[c_out, c_in,
@@ -70,7 +77,8 @@ impl Conv {
 /// `nn.Conv2d` (one group) with its bias and, if `gelu`, a GELU: NCHW `x` → NCHW
 /// `[batch, c_out, h', w']`. Per image the output planes are `weight [c_out, c_in·k·k]` times
 /// the im2col matrix `[c_in·k·k, h'·w']`; a 1x1 convolution with stride 1 and no padding
-/// multiplies the input planes themselves.
+/// multiplies the input planes themselves. The bias (one per output channel: a row of the
+/// product) and the GELU are applied as the product stores its values.
 pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, c: Conv, gelu: bool) -> Vec<f32> {
     let (k, s, p) = (c.kernel, c.stride, c.padding);
     assert!(
@@ -81,6 +89,13 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, c: Conv, gelu: bo
     assert_eq!(x.len(), c.batch * c.c_in * plane, "convolution input shape");
     let depth = c.c_in * k * k;
     assert_eq!(weight.len(), c.c_out * depth, "convolution weight shape");
+    if let Some(bias) = bias {
+        assert_eq!(bias.len(), c.c_out, "convolution bias shape");
+    }
+    let epilogue = Epilogue {
+        bias: bias.map(Bias::Rows),
+        gelu,
+    };
     let (oh, ow) = c.out_hw();
     let out_plane = oh * ow;
     let pointwise = k == 1 && s == 1 && p == 0;
@@ -94,12 +109,13 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, c: Conv, gelu: bo
             if pointwise {
                 // SAFETY: weight [c_out, c_in], the image [c_in, plane], out [c_out, plane].
                 unsafe {
-                    matmul_parallel(
+                    matmul_parallel_with(
                         [c.c_out, plane, c.c_in],
                         (out, plane),
                         (weight.as_ptr(), c.c_in),
                         (img.as_ptr(), plane, 1),
                         1.0,
+                        epilogue,
                     )
                 };
                 continue;
@@ -141,32 +157,20 @@ pub fn conv2d(x: &[f32], weight: &[f32], bias: Option<&[f32]>, c: Conv, gelu: bo
                 // SAFETY: weight [c_out, depth], the band [depth, px], and the band's columns
                 // y0·ow.. of the output planes (row stride out_plane).
                 unsafe {
-                    matmul_parallel(
+                    matmul_parallel_with(
                         [c.c_out, px, depth],
                         (out.add(y0 * ow), out_plane),
                         (weight.as_ptr(), depth),
                         (band.as_ptr(), px, 1),
                         1.0,
+                        epilogue,
                     )
                 };
             }
         }
     };
     // SAFETY: `images` writes all batch x c_out x out_plane values.
-    let mut out = unsafe { written_by(c.batch * c.c_out * out_plane, images) };
-    if (bias.is_some() || gelu) && out_plane > 0 {
-        let parallel = out.len() >= 1 << 16;
-        for_each_chunk(&mut out, out_plane, parallel, |i, plane| {
-            if let Some(bias) = bias {
-                let b = bias[i % c.c_out];
-                plane.iter_mut().for_each(|v| *v += b);
-            }
-            if gelu {
-                gelu_chunk(plane);
-            }
-        });
-    }
-    out
+    unsafe { written_by(c.batch * c.c_out * out_plane, images) }
 }
 
 /// `scale · a [..., m, k] · b [..., k, n]` on row-major values (with `b` given as
@@ -336,7 +340,7 @@ mod tests {
             values(d_in * d_out, 2),
             values(d_out, 3),
         );
-        let got = linear(&x, &w, Some(&bias), d_in, d_out);
+        let got = linear(&x, &w, Some(&bias), (d_in, d_out), false);
         for r in 0..rows {
             for o in 0..d_out {
                 let want: f64 = bias[o] as f64
@@ -346,6 +350,16 @@ mod tests {
                 assert!((got[r * d_out + o] as f64 - want).abs() < 1e-4);
             }
         }
+        // With the GELU fused: the same values as the GELU applied after.
+        let mut want = got.clone();
+        super::super::gelu_in_place(&mut want);
+        let fused = linear(&x, &w, Some(&bias), (d_in, d_out), true);
+        assert!(
+            fused
+                .iter()
+                .zip(&want)
+                .all(|(f, w)| f.to_bits() == w.to_bits())
+        );
         let (a_dims, b_dims) = ([2, 1, 5, 7], [1, 3, 7, 4]);
         let a = values(2 * 5 * 7, 4);
         let b = values(3 * 7 * 4, 5);
