@@ -109,6 +109,21 @@ impl<'a> Epilogue<'a> {
         Self { bias, ..self }
     }
 
+    /// The epilogue on `values`, row `i` of the part of the product it is for (its first
+    /// columns): the one place both [`Epilogue::apply`] and the WebAssembly kernel's tiles take
+    /// it from.
+    #[inline(always)]
+    fn apply_to_row(&self, i: usize, values: &mut [f32]) {
+        match self.bias {
+            Some(Bias::Columns(b)) => values.iter_mut().zip(b).for_each(|(v, &b)| *v += b),
+            Some(Bias::Rows(b)) => values.iter_mut().for_each(|v| *v += b[i]),
+            None => {}
+        }
+        if self.gelu {
+            super::gelu_values(values);
+        }
+    }
+
     /// The plain version: the epilogue applied to the `m x n` values at `dst` (row stride
     /// given), a pass over them after the product (on all cores when `parallel`).
     ///
@@ -123,14 +138,10 @@ impl<'a> Epilogue<'a> {
         let row = |i: usize| {
             // SAFETY: row i of the block (caller); each row is one task's.
             let values = unsafe { core::slice::from_raw_parts_mut((d as *mut f32).add(i * rs), n) };
-            match self.bias {
-                Some(Bias::Columns(b)) => values.iter_mut().zip(b).for_each(|(v, &b)| *v += b),
-                Some(Bias::Rows(b)) => values.iter_mut().for_each(|v| *v += b[i]),
-                None => {}
-            }
-            if self.gelu {
-                super::gelu_chunk(values);
-            }
+            super::widest(
+                #[inline(always)]
+                || self.apply_to_row(i, values),
+            )
         };
         #[cfg(any(not(target_family = "wasm"), feature = "threads"))]
         if parallel && m * n >= 1 << 16 {
@@ -299,7 +310,7 @@ unsafe fn product(
 /// packing it had cost more than it saved (4096x256x256: 26 → 28 GMAC/s without).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128 {
-    use super::{Bias, Epilogue};
+    use super::Epilogue;
     use core::arch::wasm32::*;
 
     /// Rows of a tile.
@@ -722,14 +733,7 @@ mod simd128 {
         for i in 0..t.rows {
             // SAFETY: row i of the tile (caller).
             let row = unsafe { core::slice::from_raw_parts_mut(t.dst.add(i * t.rs), t.cols) };
-            match e.bias {
-                Some(Bias::Columns(b)) => row.iter_mut().zip(b).for_each(|(v, &b)| *v += b),
-                Some(Bias::Rows(b)) => row.iter_mut().for_each(|v| *v += b[i]),
-                None => {}
-            }
-            if e.gelu {
-                super::super::gelu_values(row);
-            }
+            e.apply_to_row(i, row);
         }
     }
 
