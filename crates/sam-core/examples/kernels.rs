@@ -48,6 +48,37 @@ fn main() {
     time("softmax rows of 4096 x56", 20, 0.0, || {
         cpu::softmax_rows(&mut s, 4096)
     });
+    // ViT-B's attention cores: a global block (one 64x64 window) and a windowed one (14).
+    for (window, what) in [(64, "global"), (14, "windows of 14")] {
+        let (heads, hd) = (12, 64);
+        let qkv = vals(64 * 64 * 3 * heads * hd);
+        let (pad, table) = (vals(3 * heads * hd), vals(window * window * hd));
+        let a = cpu::WindowAttention {
+            heads,
+            key_dim: hd,
+            val_dim: hd,
+            window,
+            batch: 1,
+            height: 64,
+            width: 64,
+            scale: 0.125,
+            layout: cpu::QkvLayout::Split,
+        };
+        let n = window * window;
+        let queries = 64 * 64 * heads;
+        time(
+            &format!("vit_b attention, {what}"),
+            3,
+            (2 * queries * n * hd) as f64,
+            || {
+                let bias = cpu::AttentionBias::RelPos {
+                    h: &table,
+                    w: &table,
+                };
+                std::hint::black_box(cpu::window_attention(&qkv, &pad, bias, a));
+            },
+        );
+    }
     for (m, k, n) in [
         (4096, 256, 256),
         (16384, 64, 128),

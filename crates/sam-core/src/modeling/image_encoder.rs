@@ -7,7 +7,9 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::common::{Activation, Conv2d, Conv2dSpec, LayerNorm, LayerNorm2d, Linear, MlpBlock};
-use super::ops::{add_rel_pos, matmul, matmul_t, softmax_last};
+use super::ops::{
+    self, QkvLayout, WindowAttentionSpec, WindowBias, matmul, matmul_t, softmax_last,
+};
 use crate::error::{Result, SamError};
 use crate::io::checkpoint::Checkpoint;
 use crate::preprocess::IMG_SIZE;
@@ -363,15 +365,7 @@ impl Block {
     /// `[B, H, W, C]` → `[B, H, W, C]`.
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let shortcut = x.clone();
-        let x = self.norm1.forward(x);
-        let x = if self.window_size > 0 {
-            let [_, h, w, _] = x.dims();
-            let (windows, pad_hw) = window_partition(x, self.window_size);
-            let out = self.attn.forward(windows);
-            window_unpartition(out, self.window_size, pad_hw, (h, w))
-        } else {
-            self.attn.forward(x)
-        };
+        let x = self.attn.forward(self.norm1.forward(x), self.window_size);
         let x = shortcut + x;
         x.clone() + self.mlp.forward(self.norm2.forward(x))
     }
@@ -412,15 +406,49 @@ impl Attention {
         })
     }
 
-    /// `[B, H, W, C]` → `[B, H, W, C]`.
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let [b, h, w, c] = x.dims();
+    /// The official block's attention over `x` `[B, H, W, C]` (after `norm1`): in windows of
+    /// `window_size` tokens (the grid padded with zero tokens to whole windows, whose outputs
+    /// are cropped), or over the whole grid for 0. `[B, H, W, C]` → `[B, H, W, C]`.
+    ///
+    /// A zero token's qkv projection is the projection's bias, so the grid's tokens are
+    /// projected and the windows padded after the projection, with that row; the output
+    /// projection takes the grid's tokens only. The values are those of the official order.
+    fn forward(&self, x: Tensor<4>, window_size: usize) -> Tensor<4> {
+        let [_, h, w, c] = x.dims();
+        let qkv = self.qkv.forward(x);
+        let pad = self.qkv.forward(Tensor::zeros([1, c], &qkv.device()));
+        let window = if window_size > 0 { window_size } else { h };
+        let spec = WindowAttentionSpec {
+            heads: self.num_heads,
+            key_dim: c / self.num_heads,
+            val_dim: c / self.num_heads,
+            window,
+            scale: self.scale,
+            layout: QkvLayout::Split,
+        };
+        // Global attention is one window if the grid is square and the tables fit it.
+        let fused = (window_size > 0 || h == w) && self.rh.dims()[0] == window;
+        let bias = WindowBias::RelPos(&self.rh, &self.rw);
+        let heads = match fused.then(|| ops::window_attention(&qkv, &pad, bias, spec)) {
+            Some(Some(heads)) => heads,
+            _ if window_size > 0 => {
+                let (windows, pad_hw) = window_partition_filled(qkv, window_size, Some(pad));
+                window_unpartition(self.attend(windows), window_size, pad_hw, (h, w))
+            }
+            _ => self.attend(qkv),
+        };
+        self.proj.forward(heads)
+    }
+
+    /// The attention core of each window of `qkv` `[B, H, W, 3C]` (the qkv projection of its
+    /// tokens), without the output projection: `[B, H, W, C]`.
+    fn attend(&self, qkv: Tensor<4>) -> Tensor<4> {
+        let [b, h, w, c3] = qkv.dims();
+        let c = c3 / 3;
         let nh = self.num_heads;
         let hd = c / nh;
         // (B, HW, 3, heads, hd) → (3, B, heads, HW, hd) → (3, B*heads, HW, hd)
-        let qkv = self
-            .qkv
-            .forward(x)
+        let qkv = qkv
             .reshape([b, h * w, 3, nh, hd])
             .permute([2, 0, 3, 1, 4])
             .reshape([3, b * nh, h * w, hd]);
@@ -435,13 +463,13 @@ impl Attention {
         let chunk = (ATTN_CHUNK_BYTES / per_slice).max(1);
         let bn = b * nh;
         let out = if chunk >= bn {
-            self.attend(q, k, v, (h, w))
+            self.attend_heads(q, k, v, (h, w))
         } else {
             let slices = (0..bn)
                 .step_by(chunk)
                 .map(|start| {
                     let len = chunk.min(bn - start);
-                    self.attend(
+                    self.attend_heads(
                         q.clone().narrow(0, start, len),
                         k.clone().narrow(0, start, len),
                         v.clone().narrow(0, start, len),
@@ -451,15 +479,19 @@ impl Attention {
                 .collect();
             Tensor::cat(slices, 0)
         };
-        let x = out
-            .reshape([b, nh, h, w, hd])
+        out.reshape([b, nh, h, w, hd])
             .permute([0, 2, 3, 1, 4])
-            .reshape([b, h, w, c]);
-        self.proj.forward(x)
+            .reshape([b, h, w, c])
     }
 
     /// softmax(q·scale·kᵀ + rel-pos) · v for `[n, HW, hd]` slices of (batch x heads).
-    fn attend(&self, q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, hw: (usize, usize)) -> Tensor<3> {
+    fn attend_heads(
+        &self,
+        q: Tensor<3>,
+        k: Tensor<3>,
+        v: Tensor<3>,
+        hw: (usize, usize),
+    ) -> Tensor<3> {
         let attn = matmul_t(q.clone(), k, self.scale);
         let attn = self.add_decomposed_rel_pos(attn, q, hw);
         matmul(softmax_last(attn), v)
@@ -490,7 +522,9 @@ impl Attention {
         .reshape([w, bn, h, w])
         .permute([1, 2, 0, 3]);
         // attn.view(B, q_h, q_w, k_h, k_w) + rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]
-        add_rel_pos(attn, rel_h, rel_w)
+        let attn: Tensor<5> = attn.reshape([bn, h, w, h, w]);
+        let attn = attn + rel_h.unsqueeze_dim::<5>(4) + rel_w.unsqueeze_dim::<5>(3);
+        attn.reshape([bn, h * w, h * w])
     }
 }
 

@@ -307,23 +307,6 @@ pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     activation::softmax(x, D - 1)
 }
 
-/// Attention logits `attn [n, h·w, h·w]` plus the decomposed relative positions `rel_h [n, h,
-/// w, h]` (along the keys' rows) and `rel_w [n, h, w, w]` (along their columns): the official
-/// `(attn.view(n, h, w, h, w) + rel_h[..., None] + rel_w[..., None, :]).view(n, h·w, h·w)`.
-/// Host kernel: in place on all cores ([`cpu::add_rel_pos`]); burn's broadcasting add runs on
-/// one thread.
-pub fn add_rel_pos(attn: Tensor<3>, rel_h: Tensor<4>, rel_w: Tensor<4>) -> Tensor<3> {
-    let [bn, h, w, _] = rel_h.dims();
-    #[cfg(feature = "flex")]
-    if on_host(&attn) && on_host(&rel_h) && on_host(&rel_w) {
-        let (rh, rw) = (host_values(rel_h), host_values(rel_w));
-        return in_place_on_host(attn, |v| cpu::add_rel_pos(v, &rh, &rw, (h, w)));
-    }
-    let attn: Tensor<5> = attn.reshape([bn, h, w, h, w]);
-    let attn = attn + rel_h.unsqueeze_dim::<5>(4) + rel_w.unsqueeze_dim::<5>(3);
-    attn.reshape([bn, h * w, h * w])
-}
-
 /// `a [..., m, k] · b [..., k, n]`, batch dimensions broadcast as burn's `matmul` does. Host
 /// kernel: [`cpu::batched_matmul`], see [`products_on_host`].
 pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
@@ -441,8 +424,19 @@ pub fn upscale_masks(
     None
 }
 
+/// Where each head's q, k and v sit in a token's qkv projection.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum QkvLayout {
+    /// Per head `[q | k | v]`: TinyViT's `qkv.view(B, N, heads, -1).split([kd, kd, d])`.
+    PerHead,
+    /// `[q of every head | k of every head | v of every head]`: the ViT's `qkv.reshape(B, N,
+    /// 3, heads, hd)`.
+    Split,
+}
+
 /// Shape of a [`window_attention`]: `heads` heads of `key_dim` (q and k) and `val_dim` (v),
-/// logits scaled by `scale`, over windows of `window x window` tokens.
+/// logits scaled by `scale`, over windows of `window x window` tokens, the qkv projection laid
+/// out as `layout` says.
 #[derive(Clone, Copy, Debug)]
 pub struct WindowAttentionSpec {
     pub heads: usize,
@@ -450,45 +444,70 @@ pub struct WindowAttentionSpec {
     pub val_dim: usize,
     pub window: usize,
     pub scale: f64,
+    pub layout: QkvLayout,
 }
 
-/// TinyViT's attention core over windows, where the device has a fused kernel: from the qkv
-/// projection of a token grid `[B, H, W, heads·(2·key_dim + val_dim)]` (per head `[q | k |
-/// v]`), the projection `pad` `[1, heads·(2·key_dim + val_dim)]` of the zero tokens that pad
-/// the grid to whole windows, and the attention bias `[1, heads, N, N]` (`N = window²`), to
+/// What [`window_attention`] adds to the scaled logits.
+#[derive(Clone, Copy, Debug)]
+pub enum WindowBias<'a> {
+    /// TinyViT's attention bias, `[1, heads, N, N]` (`N = window²`).
+    Table(&'a Tensor<4>),
+    /// The ViT's decomposed relative positions: `get_rel_pos` of `rel_pos_h` and of
+    /// `rel_pos_w`, each `[window, window, key_dim]`.
+    RelPos(&'a Tensor<3>, &'a Tensor<3>),
+}
+
+/// The image encoders' attention core over windows (global attention: one window the size of
+/// the grid), where the device has a fused kernel: from the qkv projection of a token grid
+/// `[B, H, W, heads·(2·key_dim + val_dim)]`, the projection `pad` `[1, heads·(2·key_dim +
+/// val_dim)]` of the zero tokens that pad the grid to whole windows, and the bias, to
 /// `softmax(q·kᵀ·scale + bias)·v` of the grid's tokens, `[B, H, W, heads·val_dim]`. Host
-/// kernel: [`cpu::window_attention`] (windows gathered and scattered in place: no copies for
-/// the padding, the partition or the heads). `None`: run the official composition.
+/// kernel: [`cpu::window_attention`] (windows gathered and scattered in place, no copies for
+/// the padding, the partition or the heads; the logits a block of queries at a time, never
+/// the whole `[heads, N, N]` matrix). `None`: run the official composition.
 pub fn window_attention(
     qkv: &Tensor<4>,
     pad: &Tensor<2>,
-    bias: &Tensor<4>,
+    bias: WindowBias,
     s: WindowAttentionSpec,
 ) -> Option<Tensor<4>> {
     #[cfg(feature = "flex")]
-    if on_host(qkv) && on_host(pad) && on_host(bias) {
-        let device = qkv.device();
-        let [b, h, w, _] = qkv.dims();
-        let a = cpu::WindowAttention {
-            heads: s.heads,
-            key_dim: s.key_dim,
-            val_dim: s.val_dim,
-            window: s.window,
-            batch: b,
-            height: h,
-            width: w,
-            scale: s.scale as f32,
+    {
+        let bias_on_host = match bias {
+            WindowBias::Table(t) => on_host(t),
+            WindowBias::RelPos(h, w) => on_host(h) && on_host(w),
         };
-        let (qkv, pad, bias) = (
-            host_values(qkv.clone()),
-            host_values(pad.clone()),
-            host_values(bias.clone()),
-        );
-        let out = cpu::window_attention(&qkv, &pad, &bias, a);
-        return Some(Tensor::from_data(
-            TensorData::new(out, [b, h, w, s.heads * s.val_dim]),
-            &device,
-        ));
+        if on_host(qkv) && on_host(pad) && bias_on_host {
+            let device = qkv.device();
+            let [b, h, w, _] = qkv.dims();
+            let a = cpu::WindowAttention {
+                heads: s.heads,
+                key_dim: s.key_dim,
+                val_dim: s.val_dim,
+                window: s.window,
+                batch: b,
+                height: h,
+                width: w,
+                scale: s.scale as f32,
+                layout: s.layout,
+            };
+            let (qkv, pad) = (host_values(qkv.clone()), host_values(pad.clone()));
+            let out = match bias {
+                WindowBias::Table(t) => {
+                    let t = host_values(t.clone());
+                    cpu::window_attention(&qkv, &pad, cpu::AttentionBias::Table(&t), a)
+                }
+                WindowBias::RelPos(th, tw) => {
+                    let (th, tw) = (host_values(th.clone()), host_values(tw.clone()));
+                    let rel = cpu::AttentionBias::RelPos { h: &th, w: &tw };
+                    cpu::window_attention(&qkv, &pad, rel, a)
+                }
+            };
+            return Some(Tensor::from_data(
+                TensorData::new(out, [b, h, w, s.heads * s.val_dim]),
+                &device,
+            ));
+        }
     }
     let _ = (qkv, pad, bias, s);
     None
@@ -592,34 +611,6 @@ impl std::ops::Deref for HostValues {
 #[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
-
-    /// The host rel-pos addition equals burn's broadcasting adds, value for value (the same
-    /// order of additions).
-    #[test]
-    fn add_rel_pos_matches_burns_broadcast() {
-        let device = Device::flex();
-        let (n, h, w) = (3, 5, 7);
-        let val = |i: usize, s: usize| ((i * 7919 + s) % 1013) as f32 / 101.3 - 5.0;
-        let t = |dims: Vec<usize>, s: usize| {
-            let len = dims.iter().product();
-            TensorData::new((0..len).map(|i| val(i, s)).collect::<Vec<f32>>(), dims)
-        };
-        let attn = Tensor::<3>::from_data(t(vec![n, h * w, h * w], 1), &device);
-        // rel_h made non-contiguous, as the encoder's permuted one is.
-        let rel_h = Tensor::<4>::from_data(t(vec![h, n, w, h], 2), &device).permute([1, 0, 2, 3]);
-        let rel_w = Tensor::<4>::from_data(t(vec![n, h, w, w], 3), &device);
-        let ours = add_rel_pos(attn.clone(), rel_h.clone(), rel_w.clone());
-        let plain: Tensor<5> = attn.reshape([n, h, w, h, w]);
-        let plain = (plain + rel_h.unsqueeze_dim::<5>(4) + rel_w.unsqueeze_dim::<5>(3)).reshape([
-            n,
-            h * w,
-            h * w,
-        ]);
-        assert_eq!(
-            ours.into_data().try_to_vec::<f32>().unwrap(),
-            plain.into_data().try_to_vec::<f32>().unwrap()
-        );
-    }
 
     /// The host GELU against burn's (scalar `erff`) on the CPU backend.
     #[test]

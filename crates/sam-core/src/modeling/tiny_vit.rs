@@ -15,7 +15,7 @@ use super::image_encoder::{
     EMBED_GRID, MAX_ENCODER_DEPTH, MAX_ENCODER_WIDTH, MAX_MLP_RATIO, check_sam_io,
     window_partition_filled, window_unpartition,
 };
-use super::ops::{self, WindowAttentionSpec, gelu};
+use super::ops::{self, QkvLayout, WindowAttentionSpec, WindowBias, gelu};
 use crate::error::{Result, SamError};
 use crate::io::checkpoint::Checkpoint;
 use crate::weights::{KeyShapes, WeightLoader};
@@ -433,8 +433,9 @@ impl Attention {
             val_dim: d,
             window: ws,
             scale: self.scale,
+            layout: QkvLayout::PerHead,
         };
-        let heads = match ops::window_attention(&qkv, &pad, &self.bias, spec) {
+        let heads = match ops::window_attention(&qkv, &pad, WindowBias::Table(&self.bias), spec) {
             Some(heads) => heads,
             None => {
                 let (windows, pad_hw) = window_partition_filled(qkv, ws, Some(pad));

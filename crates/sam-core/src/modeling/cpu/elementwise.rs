@@ -81,36 +81,18 @@ pub fn add_row_bias(values: &mut [f32], bias: &[f32]) {
     );
 }
 
-/// The decomposed relative positions added to attention logits, in place: `attn` is `[n,
-/// h·w, h·w]` (query (q_h, q_w) by key (k_h, k_w)), `rel_h` `[n, h, w, h]` and `rel_w` `[n,
-/// h, w, w]`; value (k_h, k_w) of query row r gets `(attn + rel_h[r, k_h]) + rel_w[r, k_w]`,
-/// the official `attn.view(B, q_h, q_w, k_h, k_w) + rel_h[..., None] + rel_w[..., None, :]`
-/// in the same order. A query row a task: the ViT's global attention adds 16.8M values a
-/// head, which burn's broadcasting add did on one thread.
-pub fn add_rel_pos(attn: &mut [f32], rel_h: &[f32], rel_w: &[f32], (h, w): (usize, usize)) {
-    let row = h * w;
-    assert!(
-        row > 0 && attn.len().is_multiple_of(row * row),
-        "rel-pos attention shape"
-    );
-    let rows = attn.len() / row;
-    assert!(
-        rel_h.len() == rows * h && rel_w.len() == rows * w,
-        "rel-pos term shapes"
-    );
-    let rows_per_chunk = (1usize << 14).div_ceil(row);
-    for_each_chunk(
-        attn,
-        rows_per_chunk * row,
-        attn.len() >= 1 << 16,
-        |c, chunk| {
-            for (i, values) in chunk.chunks_exact_mut(row).enumerate() {
-                let r = c * rows_per_chunk + i;
-                let (rh, rw) = (&rel_h[r * h..(r + 1) * h], &rel_w[r * w..(r + 1) * w]);
-                for (keys, &b) in values.chunks_exact_mut(w).zip(rh) {
-                    keys.iter_mut().zip(rw).for_each(|(v, &c)| *v = *v + b + c);
-                }
-            }
-        },
-    );
+/// The decomposed relative positions added to one query's attention logits, in place: `keys`
+/// holds the logits of the keys (k_h, k_w) row-major, `rel_h` one term per key row and
+/// `rel_w` one per key column; (k_h, k_w) gets `(logit + rel_h[k_h]) + rel_w[k_w]`, the
+/// official `attn.view(B, q_h, q_w, k_h, k_w) + rel_h[..., None] + rel_w[..., None, :]` in the
+/// same order.
+#[inline(always)]
+pub fn add_rel_pos_row(keys: &mut [f32], rel_h: &[f32], rel_w: &[f32]) {
+    let w = rel_w.len();
+    debug_assert_eq!(keys.len(), rel_h.len() * w, "rel-pos row shape");
+    for (row, &b) in keys.chunks_exact_mut(w).zip(rel_h) {
+        row.iter_mut()
+            .zip(rel_w)
+            .for_each(|(v, &c)| *v = *v + b + c);
+    }
 }

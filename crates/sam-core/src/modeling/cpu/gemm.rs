@@ -177,6 +177,9 @@ pub struct Rhs<'a> {
     k: usize,
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     n: usize,
+    /// (row, column) strides of `values`.
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    strides: (usize, usize),
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     packed: simd128::Packed,
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -186,38 +189,62 @@ pub struct Rhs<'a> {
 impl<'a> Rhs<'a> {
     /// A row-major `k x n` operand.
     pub fn new(values: &'a [f32], k: usize, n: usize) -> Self {
+        Self::with_strides(values, k, n, (n, 1))
+    }
+
+    /// The `k x n` transpose of the row-major `n x k` matrix `values` (attention keys `[n,
+    /// k]` for the logits `q·kᵀ`), read with swapped strides: nothing is copied natively,
+    /// and WebAssembly packs it like any other operand.
+    pub fn transposed(values: &'a [f32], k: usize, n: usize) -> Self {
+        Self::with_strides(values, k, n, (1, k))
+    }
+
+    fn with_strides(values: &'a [f32], k: usize, n: usize, strides: (usize, usize)) -> Self {
         assert_eq!(values.len(), k * n, "matrix operand shape");
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         return Self {
-            // SAFETY: `values` holds k x n row-major values.
-            packed: unsafe { simd128::pack_rhs(k, n, (values.as_ptr(), n, 1)) },
+            // SAFETY: with either stride pair, `values` holds the k x n elements addressed.
+            packed: unsafe { simd128::pack_rhs(k, n, (values.as_ptr(), strides.0, strides.1)) },
             _values: core::marker::PhantomData,
         };
         #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-        Self { values, k, n }
+        Self {
+            values,
+            k,
+            n,
+            strides,
+        }
     }
 }
 
-/// [`matmul`] by a prepared right-hand operand: `dst = lhs · rhs` for `m` rows of `lhs`.
+/// [`matmul`] by a prepared right-hand operand: `dst = scale · lhs · rhs` for `m` rows of
+/// `lhs`.
 ///
 /// # Safety
 /// `m` rows of `lhs` (`k` values each, row stride given) must be valid for reading and
 /// `m x n` of `dst` for writing, not overlapping `lhs`.
-pub unsafe fn matmul_by(m: usize, dst: (*mut f32, usize), lhs: (*const f32, usize), rhs: &Rhs) {
+pub unsafe fn matmul_by(
+    m: usize,
+    dst: (*mut f32, usize),
+    lhs: (*const f32, usize),
+    rhs: &Rhs,
+    scale: f32,
+) {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     // SAFETY: as promised by the caller.
     unsafe {
-        simd128::multiply(m, dst, lhs, &rhs.packed, 1.0, Epilogue::NONE)
+        simd128::multiply(m, dst, lhs, &rhs.packed, scale, Epilogue::NONE)
     }
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    // SAFETY: as promised by the caller; `rhs.values` holds k x n row-major values.
+    // SAFETY: as promised by the caller; `rhs.values` holds the k x n values at its strides.
     unsafe {
+        let (rs, cs) = rhs.strides;
         matmul(
             [m, rhs.n, rhs.k],
             dst,
             lhs,
-            (rhs.values.as_ptr(), rhs.n, 1),
-            1.0,
+            (rhs.values.as_ptr(), rs, cs),
+            scale,
         )
     }
 }

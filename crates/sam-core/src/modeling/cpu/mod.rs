@@ -7,10 +7,10 @@
 //! on rayon's pool of Web Workers in the threaded module (feature `threads`).
 //!
 //! One file per concept: `elementwise` (GELU, exp, row bias), `softmax`, `norm` (LayerNorm
-//! rows), `depthwise` (convolutions), `attention` (TinyViT's window attention), `upscale` (the
-//! mask decoder's output), `resize` (mask resampling), `gemm` and `products` (matrix products
-//! and the convolutions made of them). This file holds what they share: [`widest`],
-//! [`for_each_chunk`] and [`lane_sum`].
+//! rows), `depthwise` (convolutions), `attention` (the image encoders' attention core),
+//! `upscale` (the mask decoder's output), `resize` (mask resampling), `gemm` and `products`
+//! (matrix products and the convolutions made of them). This file holds what they share:
+//! [`widest`], [`for_each_chunk`], [`for_each_index`] and [`lane_sum`].
 
 #[cfg(any(not(target_family = "wasm"), feature = "threads"))]
 use rayon::prelude::*;
@@ -89,6 +89,25 @@ fn for_each_chunk<T: Send>(
         .chunks_mut(chunk)
         .enumerate()
         .for_each(|(i, c)| f(i, c));
+}
+
+/// Runs `f(scratch, i)` for every `i` in `0..count`: on all cores when `parallel` (natively,
+/// and in the threaded WebAssembly module), each thread's `scratch` made by `init`; in order
+/// otherwise and in the single-threaded WebAssembly module.
+fn for_each_index<S>(
+    count: usize,
+    parallel: bool,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, usize) + Sync + Send,
+) {
+    #[cfg(any(not(target_family = "wasm"), feature = "threads"))]
+    if parallel {
+        (0..count).into_par_iter().for_each_init(init, f);
+        return;
+    }
+    let _ = parallel;
+    let mut scratch = init();
+    (0..count).for_each(|i| f(&mut scratch, i));
 }
 
 /// `Σ f(v)` over `values`, summed in `SOFTMAX_LANES` interleaved partial sums so that it
@@ -244,33 +263,24 @@ mod tests {
         assert!(exp_f32(-1000.0) < 1e-37 && exp_f32(f32::NEG_INFINITY) < 1e-37);
     }
 
-    /// Two 5x7 grids in windows of 3 (the last row and column of windows padded), against the
-    /// official composition: pad with the padding row, partition, attend in f64, unpartition.
-    #[test]
-    fn window_attention_matches_the_definition() {
-        let (batch, hh, ww, ws, nh, kd, d) = (2, 5, 7, 3, 2, 4, 5);
-        let (row, n) = (nh * (2 * kd + d), ws * ws);
-        let val = |i: usize| ((i * 7919 % 1000) as f32 / 250.0) - 2.0;
-        let qkv: Vec<f32> = (0..batch * hh * ww * row).map(val).collect();
-        let pad: Vec<f32> = (0..row).map(|i| val(i + 11) / 3.0).collect();
-        let bias: Vec<f32> = (0..nh * n * n).map(|i| val(i + 3) / 2.0).collect();
-        let a = WindowAttention {
-            heads: nh,
-            key_dim: kd,
-            val_dim: d,
-            window: ws,
-            batch,
-            height: hh,
-            width: ww,
-            scale: 0.5,
-        };
-        let got = window_attention(&qkv, &pad, &bias, a);
-        assert_eq!(got.len(), batch * hh * ww * nh * d);
-        for img in 0..batch {
+    /// The official composition in f64: pad the grid with the padding row, partition into
+    /// windows, per head `softmax(q·kᵀ·scale + bias)·v`, unpartition and crop. `bias(head, i,
+    /// j, q)` is the term added to the logit of the window's query `i` and key `j` (`q` is the
+    /// query, unscaled).
+    fn window_attention_definition(
+        qkv: &[f32],
+        pad: &[f32],
+        a: WindowAttention,
+        bias: impl Fn(usize, usize, usize, &[f64]) -> f64,
+    ) -> Vec<f64> {
+        let (nh, kd, d, ws) = (a.heads, a.key_dim, a.val_dim, a.window);
+        let (hh, ww, row, n) = (a.height, a.width, a.row(), ws * ws);
+        let mut out = vec![f64::NAN; a.batch * hh * ww * nh * d];
+        for img in 0..a.batch {
             for (wy, wx) in
                 (0..hh.div_ceil(ws)).flat_map(|y| (0..ww.div_ceil(ws)).map(move |x| (y, x)))
             {
-                // The padded window's token t: its qkv row, and its grid position if inside.
+                // The padded window's token t: its grid position if inside.
                 let pos = |t: usize| {
                     let (y, x) = (wy * ws + t / ws, wx * ws + t % ws);
                     (y < hh && x < ww).then_some((img * hh + y) * ww + x)
@@ -280,32 +290,115 @@ mod tests {
                     None => pad[c] as f64,
                 };
                 for h in 0..nh {
-                    let base = h * (2 * kd + d);
+                    let (qo, ko, vo) = a.offsets(h);
                     for i in 0..n {
                         let Some(p) = pos(i) else { continue };
+                        let q: Vec<f64> = (0..kd).map(|c| at(i, qo + c)).collect();
                         let logits: Vec<f64> = (0..n)
                             .map(|j| {
-                                let dot: f64 = (0..kd)
-                                    .map(|c| at(i, base + c) * at(j, base + kd + c))
-                                    .sum();
-                                dot * 0.5 + bias[(h * n + i) * n + j] as f64
+                                let dot: f64 = (0..kd).map(|c| q[c] * at(j, ko + c)).sum();
+                                dot * a.scale as f64 + bias(h, i, j, &q)
                             })
                             .collect();
                         let max = logits.iter().cloned().fold(f64::MIN, f64::max);
                         let e: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
                         let sum: f64 = e.iter().sum();
                         for c in 0..d {
-                            let want: f64 =
-                                (0..n).map(|j| e[j] / sum * at(j, base + 2 * kd + c)).sum();
-                            let g = got[p * nh * d + h * d + c] as f64;
-                            assert!(
-                                (g - want).abs() < 1e-5,
-                                "image {img} window ({wy}, {wx}) head {h} token {i}: {g} vs {want}"
-                            );
+                            out[p * nh * d + h * d + c] =
+                                (0..n).map(|j| e[j] / sum * at(j, vo + c)).sum();
                         }
                     }
                 }
             }
+        }
+        out
+    }
+
+    fn assert_close(got: &[f32], want: &[f64], tol: f64, what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            assert!((g as f64 - w).abs() < tol, "{what}: value {i}: {g} vs {w}");
+        }
+    }
+
+    fn attention_inputs(a: WindowAttention, seed: usize) -> (Vec<f32>, Vec<f32>) {
+        let val = |i: usize| (((i + seed) * 7919 % 1000) as f32 / 250.0) - 2.0;
+        let qkv = (0..a.batch * a.height * a.width * a.row())
+            .map(val)
+            .collect();
+        let pad = (0..a.row()).map(|i| val(i + 11) / 3.0).collect();
+        (qkv, pad)
+    }
+
+    /// TinyViT's layout and bias table: two 5x7 grids in windows of 3 (the last row and
+    /// column of windows padded), against the official composition.
+    #[test]
+    fn window_attention_matches_the_definition() {
+        let a = WindowAttention {
+            heads: 2,
+            key_dim: 4,
+            val_dim: 5,
+            window: 3,
+            batch: 2,
+            height: 5,
+            width: 7,
+            scale: 0.5,
+            layout: QkvLayout::PerHead,
+        };
+        let (qkv, pad) = attention_inputs(a, 0);
+        let n = 9;
+        let table: Vec<f32> = (0..a.heads * n * n)
+            .map(|i| ((i * 7919 + 3) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        let got = window_attention(&qkv, &pad, AttentionBias::Table(&table), a);
+        let want = window_attention_definition(&qkv, &pad, a, |h, i, j, _| {
+            table[(h * n + i) * n + j] as f64
+        });
+        assert_close(&got, &want, 1e-5, "TinyViT window attention");
+    }
+
+    /// The ViT's layout and decomposed relative positions: windows of 3 over two 5x7 grids
+    /// (padded windows, right and bottom), and global attention over a 24x24 grid (one window;
+    /// its 576 queries go in two blocks).
+    #[test]
+    fn vit_attention_matches_the_definition() {
+        for (batch, hh, ww, ws) in [(2, 5, 7, 3), (1, 24, 24, 24)] {
+            let a = WindowAttention {
+                heads: 2,
+                key_dim: 6,
+                val_dim: 6,
+                window: ws,
+                batch,
+                height: hh,
+                width: ww,
+                scale: 0.4,
+                layout: QkvLayout::Split,
+            };
+            let (qkv, pad) = attention_inputs(a, 5);
+            let table = |s: usize| -> Vec<f32> {
+                (0..ws * ws * a.key_dim)
+                    .map(|i| ((i * 104_729 + s) % 997) as f32 / 498.5 - 1.0)
+                    .collect()
+            };
+            if batch == 1 {
+                assert!(
+                    hh * ww * hh * ww > LOGITS_BLOCK,
+                    "more than one block of queries"
+                );
+            }
+            let (th, tw) = (table(1), table(2));
+            let got = window_attention(&qkv, &pad, AttentionBias::RelPos { h: &th, w: &tw }, a);
+            let kd = a.key_dim;
+            let dot = |t: &[f32], r: usize, k: usize, q: &[f64]| -> f64 {
+                (0..kd)
+                    .map(|c| q[c] * t[(r * ws + k) * kd + c] as f64)
+                    .sum()
+            };
+            let want = window_attention_definition(&qkv, &pad, a, |_, i, j, q| {
+                let ((qy, qx), (ky, kx)) = ((i / ws, i % ws), (j / ws, j % ws));
+                dot(&th, qy, ky, q) + dot(&tw, qx, kx, q)
+            });
+            assert_close(&got, &want, 1e-5, &format!("ViT attention, window {ws}"));
         }
     }
 

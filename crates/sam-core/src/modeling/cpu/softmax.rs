@@ -51,14 +51,6 @@ pub(super) fn softmax_short_rows(rows: &mut [f32], n: usize) {
     }
 }
 
-/// Row-wise `softmax(scores + bias)` over rows of `n`, in place.
-#[inline(always)]
-pub(super) fn softmax_rows_with_bias(scores: &mut [f32], bias: &[f32], n: usize) {
-    for (s, b) in scores.chunks_exact_mut(n).zip(bias.chunks_exact(n)) {
-        softmax_row(s, Some(b));
-    }
-}
-
 /// Lanes of [`softmax_row`]'s reductions.
 pub(super) const SOFTMAX_LANES: usize = 16;
 

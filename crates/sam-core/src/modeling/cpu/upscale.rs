@@ -83,6 +83,7 @@ pub fn upscale_masks(src: &[f32], hyper: &[f32], wt: &UpscaleWeights, u: Upscale
                 (y1.as_mut_ptr(), 4 * c1),
                 (src.as_ptr().add(i * w * c), c),
                 &w0,
+                1.0,
             );
         }
         // Rows (j, di, dj) of c1 channels: bias, LayerNorm, GELU.
@@ -99,7 +100,15 @@ pub fn upscale_masks(src: &[f32], hyper: &[f32], wt: &UpscaleWeights, u: Upscale
                 }
             },
         );
-        unsafe { matmul_by(4 * w, (y2.as_mut_ptr(), 4 * c2), (y1.as_ptr(), c1), &w3) };
+        unsafe {
+            matmul_by(
+                4 * w,
+                (y2.as_mut_ptr(), 4 * c2),
+                (y1.as_ptr(), c1),
+                &w3,
+                1.0,
+            )
+        };
         // Rows (j, di, dj, ei, ej) of c2 channels: bias, GELU, then the mask products.
         widest(
             #[inline(always)]
@@ -119,6 +128,7 @@ pub fn upscale_masks(src: &[f32], hyper: &[f32], wt: &UpscaleWeights, u: Upscale
                 (products.as_mut_ptr(), masks),
                 (y2.as_ptr(), c2),
                 &hyper_t,
+                1.0,
             )
         };
         let mut out = vec![0.0f32; masks * 4 * 4 * w];
