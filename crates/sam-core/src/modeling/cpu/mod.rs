@@ -437,6 +437,37 @@ mod tests {
         }
     }
 
+    /// Logits spread over 200 (a sharp attention row): the probabilities below 5e-32 are 0,
+    /// none is subnormal, and the others are those of the definition.
+    #[test]
+    fn softmax_rows_have_no_subnormals() {
+        for n in [7usize, 4096] {
+            let mut v: Vec<f32> = (0..3 * n)
+                .map(|i| ((i * 7919 % 1000) as f32 / 5.0) - 100.0)
+                .collect();
+            let want: Vec<f64> = v
+                .chunks(n)
+                .flat_map(|r| {
+                    let m = r.iter().cloned().fold(f32::MIN, f32::max) as f64;
+                    let s: f64 = r.iter().map(|&x| (x as f64 - m).exp()).sum();
+                    r.iter()
+                        .map(move |&x| (x as f64 - m).exp() / s)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            softmax_rows(&mut v, n);
+            assert!(
+                want.iter().any(|&e| e < 1e-38),
+                "n {n}: some subnormal probabilities"
+            );
+            for (g, e) in v.iter().zip(&want) {
+                assert!(!g.is_subnormal(), "n {n}: {g} is subnormal");
+                assert!((*g as f64 - e).abs() < 1e-6, "n {n}: {g} vs {e}");
+                assert!(*g != 0.0 || *e < 5e-32, "n {n}: 0 for {e}");
+            }
+        }
+    }
+
     #[test]
     fn softmax_rows_match_the_definition() {
         for n in [1usize, 5, 7, 16, 37, 4096] {
