@@ -437,6 +437,19 @@ mod tests {
         }
     }
 
+    /// The softmax of each row of `n` values, in f64.
+    fn softmax_definition(v: &[f32], n: usize) -> Vec<f64> {
+        v.chunks(n)
+            .flat_map(|r| {
+                let m = r.iter().cloned().fold(f32::MIN, f32::max) as f64;
+                let s: f64 = r.iter().map(|&x| (x as f64 - m).exp()).sum();
+                r.iter()
+                    .map(move |&x| (x as f64 - m).exp() / s)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// Logits spread over 200 (a sharp attention row): the probabilities below 5e-32 are 0,
     /// none is subnormal, and the others are those of the definition.
     #[test]
@@ -445,16 +458,7 @@ mod tests {
             let mut v: Vec<f32> = (0..3 * n)
                 .map(|i| ((i * 7919 % 1000) as f32 / 5.0) - 100.0)
                 .collect();
-            let want: Vec<f64> = v
-                .chunks(n)
-                .flat_map(|r| {
-                    let m = r.iter().cloned().fold(f32::MIN, f32::max) as f64;
-                    let s: f64 = r.iter().map(|&x| (x as f64 - m).exp()).sum();
-                    r.iter()
-                        .map(move |&x| (x as f64 - m).exp() / s)
-                        .collect::<Vec<_>>()
-                })
-                .collect();
+            let want = softmax_definition(&v, n);
             softmax_rows(&mut v, n);
             assert!(
                 want.iter().any(|&e| e < 1e-38),
@@ -475,16 +479,7 @@ mod tests {
             let mut v: Vec<f32> = (0..rows * n)
                 .map(|i| ((i * 7919 % 1000) as f32 / 40.0) - 12.0)
                 .collect();
-            let want: Vec<f64> = v
-                .chunks(n)
-                .flat_map(|r| {
-                    let m = r.iter().cloned().fold(f32::MIN, f32::max) as f64;
-                    let s: f64 = r.iter().map(|&x| (x as f64 - m).exp()).sum();
-                    r.iter()
-                        .map(move |&x| (x as f64 - m).exp() / s)
-                        .collect::<Vec<_>>()
-                })
-                .collect();
+            let want = softmax_definition(&v, n);
             softmax_rows(&mut v, n);
             for (g, e) in v.iter().zip(&want) {
                 assert!((*g as f64 - e).abs() < 1e-6, "n {n}: {g} vs {e}");
