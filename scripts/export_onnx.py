@@ -4,7 +4,8 @@ scripts/bench_torch.py makes it) to ONNX for the ONNX Runtime Web peer benchmark
 the official SamOnnxModel (prompt encoder + mask decoder + upscaling to the image size, three
 masks), as the official demo and transformers.js run them. Same weights as our benchmarks.
 
-Usage: ~/.cache/sam-bench-venv/bin/python scripts/export_onnx.py [--model mobile_sam|vit_b] OUT_DIR
+Usage: ~/.cache/sam-bench-venv/bin/python scripts/export_onnx.py [--model mobile_sam|vit_b] [--checkpoint PTH] OUT_DIR
+(--checkpoint: another checkpoint of that model, e.g. one from scripts/sharpen_attention.py.)
 Needs torch, segment_anything / mobile_sam and onnx (pip install onnx) in the bench venv.
 """
 import argparse
@@ -17,6 +18,7 @@ import torch
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="mobile_sam", choices=["mobile_sam", "vit_b"])
+    ap.add_argument("--checkpoint", help="this checkpoint instead of the bench's seed-0 one")
     ap.add_argument("out")
     args = ap.parse_args()
     here = os.path.dirname(os.path.abspath(__file__))
@@ -26,7 +28,7 @@ def main():
     import make_reference as mr
     from bench_torch import checkpoint_path
 
-    pth = checkpoint_path(mr, args.model, ref_dir, os.path.expanduser("~/.cache/sam-bench"))
+    pth = args.checkpoint or checkpoint_path(mr, args.model, ref_dir, os.path.expanduser("~/.cache/sam-bench"))
     model = mr.build_model(args.model, checkpoint=pth).eval()
     _, SamOnnxModel, _ = mr.sam_namespace(args.model)
     os.makedirs(args.out, exist_ok=True)
