@@ -69,7 +69,8 @@ fn main() {
         time(
             &format!("vit_b attention, {what}"),
             3,
-            (2 * queries * n * hd) as f64,
+            // In f64: the global block's 25.8 G overflows wasm32's usize.
+            2.0 * (queries * n) as f64 * hd as f64,
             || {
                 let bias = cpu::AttentionBias::RelPos {
                     h: &table,

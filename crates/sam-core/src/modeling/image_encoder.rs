@@ -427,15 +427,19 @@ impl Attention {
             layout: QkvLayout::Split,
         };
         // Global attention is one window if the grid is square and the tables fit it.
-        let fused = (window_size > 0 || h == w) && self.rh.dims()[0] == window;
-        let bias = WindowBias::RelPos(&self.rh, &self.rw);
-        let heads = match fused.then(|| ops::window_attention(&qkv, &pad, bias, spec)) {
-            Some(Some(heads)) => heads,
-            _ if window_size > 0 => {
-                let (windows, pad_hw) = window_partition_filled(qkv, window_size, Some(pad));
+        let fused = if (window_size > 0 || h == w) && self.rh.dims()[0] == window {
+            let bias = WindowBias::RelPos(&self.rh, &self.rw);
+            ops::window_attention(&qkv, &pad, bias, spec)
+        } else {
+            None
+        };
+        let heads = match fused {
+            Some(heads) => heads,
+            None if window_size > 0 => {
+                let (windows, pad_hw) = window_partition_filled(qkv, window_size, pad);
                 window_unpartition(self.attend(windows), window_size, pad_hw, (h, w))
             }
-            _ => self.attend(qkv),
+            None => self.attend(qkv),
         };
         self.proj.forward(heads)
     }
@@ -564,26 +568,19 @@ pub fn get_rel_pos(q_size: usize, k_size: usize, rel_pos: Tensor<2>) -> Tensor<3
     rel_pos.select(0, idx).reshape([q_size, k_size, hd])
 }
 
-/// Zero-pads `[B, H, W, C]` to multiples of `ws` and cuts it into windows
-/// `[B * nWin, ws, ws, C]`; returns the padded size too.
-pub fn window_partition(x: Tensor<4>, ws: usize) -> (Tensor<4>, (usize, usize)) {
-    window_partition_filled(x, ws, None)
-}
-
-/// [`window_partition`] padded with copies of `fill` `[1, C]` (zeros for `None`).
+/// The official `window_partition`, but padded with copies of `fill` `[1, C]` instead of
+/// zeros: pads `[B, H, W, C]` to multiples of `ws` and cuts it into windows `[B * nWin, ws, ws,
+/// C]`; returns the padded size too. The encoders partition their qkv projections, whose
+/// padding rows are the projection of a zero token.
 pub fn window_partition_filled(
     x: Tensor<4>,
     ws: usize,
-    fill: Option<Tensor<2>>,
+    fill: Tensor<2>,
 ) -> (Tensor<4>, (usize, usize)) {
     let [b, h, w, c] = x.dims();
     let pad_h = (ws - h % ws) % ws;
     let pad_w = (ws - w % ws) % ws;
-    let device = x.device();
-    let padding = |shape: [usize; 4]| match &fill {
-        Some(f) => f.clone().reshape([1, 1, 1, c]).expand(shape),
-        None => Tensor::zeros(shape, &device),
-    };
+    let padding = |shape: [usize; 4]| fill.clone().reshape([1, 1, 1, c]).expand(shape);
     let mut x = x;
     if pad_h > 0 {
         x = Tensor::cat(vec![x, padding([b, pad_h, w, c])], 1);
@@ -599,7 +596,7 @@ pub fn window_partition_filled(
     (windows, (hp, wp))
 }
 
-/// Inverse of [`window_partition`]: `[B * nWin, ws, ws, C]` → `[B, H, W, C]`.
+/// Inverse of [`window_partition_filled`]: `[B * nWin, ws, ws, C]` → `[B, H, W, C]`.
 pub fn window_unpartition(
     windows: Tensor<4>,
     ws: usize,

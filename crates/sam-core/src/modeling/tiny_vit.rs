@@ -438,7 +438,7 @@ impl Attention {
         let heads = match ops::window_attention(&qkv, &pad, WindowBias::Table(&self.bias), spec) {
             Some(heads) => heads,
             None => {
-                let (windows, pad_hw) = window_partition_filled(qkv, ws, Some(pad));
+                let (windows, pad_hw) = window_partition_filled(qkv, ws, pad);
                 let [nw, _, _, row] = windows.dims();
                 let n = ws * ws;
                 // (nW, N, heads, 2kd+d) → (nW, heads, N, 2kd+d)
