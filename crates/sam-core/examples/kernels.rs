@@ -88,13 +88,19 @@ fn main() {
         (4096, 56, 256),
         (56, 256, 2048),
         (56, 2048, 256),
+        // ViT-B's qkv, MLP and projection (its MLP's fc1 has the GELU).
+        (4096, 768, 2304),
+        (4096, 768, 3072),
+        (4096, 3072, 768),
+        (4096, 768, 768),
     ] {
         let a = vals(m * k);
         let w = vals(k * n);
         time(
             &format!("linear {m}x{k}x{n}"),
             20,
-            (m * k * n) as f64,
+            // In f64: ViT-B's MLP (9.7 G) overflows wasm32's usize.
+            m as f64 * k as f64 * n as f64,
             || {
                 std::hint::black_box(cpu::linear(&a, &w, None, (k, n), false));
             },

@@ -72,7 +72,8 @@ pub const LOGITS_BLOCK: usize = 1 << 18;
 ///
 /// Each (window, head) gathers its q, k and v (no copies for the padding, the partition or
 /// the head split), and its queries go through in blocks of at most [`LOGITS_BLOCK`] logits:
-/// product by the keys, bias and softmax while the block is in cache, product by the values.
+/// product by the keys, bias and softmax while the block is in cache, product by the values
+/// (the softmax's normalisation applied to the outputs).
 /// The padding's queries, whose outputs the official block crops away, are skipped. Both
 /// products go through our matrix kernel and the softmax through the vectorised [`exp_f32`].
 /// Windows, heads and blocks of queries are shared out over the cores.
@@ -167,12 +168,18 @@ fn attend_window_head(
         (0..inside_h).map(|y| (y * ws, y * ws + inside_w)).collect()
     };
     let longest = blocks.iter().map(|&(t0, t1)| t1 - t0).max().unwrap_or(0);
-    let scratch = || (vec![0.0f32; longest * n], vec![0.0f32; longest * d]);
+    let scratch = || {
+        (
+            vec![0.0f32; longest * n],
+            vec![0.0f32; longest * d],
+            vec![0.0f32; longest],
+        )
+    };
     for_each_index(
         blocks.len(),
         blocks.len() > 1,
         scratch,
-        |(logits, heads), b| {
+        |(logits, heads, inv), b| {
             let (t0, t1) = blocks[b];
             let m = t1 - t0;
             // SAFETY: `m` rows of `q` from t0 (kd values each), `m x n` of `logits`.
@@ -188,17 +195,18 @@ fn attend_window_head(
             widest(
                 #[inline(always)]
                 || {
-                    for (i, s) in logits[..m * n].chunks_exact_mut(n).enumerate() {
+                    let rows = logits[..m * n].chunks_exact_mut(n).zip(inv.iter_mut());
+                    for (i, (s, inv)) in rows.enumerate() {
                         let t = t0 + i;
-                        match bias {
+                        *inv = match bias {
                             AttentionBias::Table(table) => {
                                 let base = (head * n + t) * n;
-                                softmax_row(s, Some(&table[base..base + n]))
+                                exp_row(s, Some(&table[base..base + n]))
                             }
                             AttentionBias::RelPos { .. } => {
                                 let (rh, rw) = rel[t * 2 * ws..(t + 1) * 2 * ws].split_at(ws);
                                 add_rel_pos_row(s, rh, rw);
-                                softmax_row(s, None)
+                                exp_row(s, None)
                             }
                         }
                     }
@@ -214,14 +222,16 @@ fn attend_window_head(
                     1.0,
                 )
             };
-            for (i, r) in heads[..m * d].chunks_exact(d).enumerate() {
+            // Each query's outputs scaled by its 1 / Σ (the softmax's normalisation, done on
+            // its d outputs instead of its n probabilities).
+            for (i, (r, &inv)) in heads[..m * d].chunks_exact(d).zip(&*inv).enumerate() {
                 let p = token(t0 + i).expect("a query inside the grid");
                 // SAFETY: head `head`'s columns of token p of the output grid, written by this
                 // (window, head) only.
-                unsafe {
+                let out = unsafe {
                     core::slice::from_raw_parts_mut((dst as *mut f32).add(p * od + head * d), d)
-                        .copy_from_slice(r)
                 };
+                out.iter_mut().zip(r).for_each(|(o, &v)| *o = v * inv);
             }
         },
     );

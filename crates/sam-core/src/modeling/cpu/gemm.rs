@@ -337,6 +337,7 @@ unsafe fn product(
 /// packing it had cost more than it saved (4096x256x256: 26 → 28 GMAC/s without).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128 {
+    use super::super::madd;
     use super::Epilogue;
     use core::arch::wasm32::*;
 
@@ -762,24 +763,6 @@ mod simd128 {
             let row = unsafe { core::slice::from_raw_parts_mut(t.dst.add(i * t.rs), t.cols) };
             e.apply_to_row(i, row);
         }
-    }
-
-    /// `a·b + c`, lane by lane: a multiply, then an add (simd128 has no fused multiply-add).
-    #[cfg(not(feature = "relaxed-simd"))]
-    #[inline(always)]
-    fn madd(a: v128, b: v128, c: v128) -> v128 {
-        f32x4_add(c, f32x4_mul(a, b))
-    }
-
-    /// `a·b + c`, lane by lane, with relaxed SIMD: fused (one rounding) where the processor
-    /// has FMA, else a multiply then an add. With FMA the kernel issues 8 instructions a step
-    /// instead of 16: 4096x256x256 ran at 26.4 GMAC/s instead of 22.7 on an Intel Xeon
-    /// (BENCHMARKS.md); a Zen 4, whose two add and two multiply pipes match its two FMA pipes,
-    /// did not gain.
-    #[cfg(feature = "relaxed-simd")]
-    #[target_feature(enable = "relaxed-simd")]
-    fn madd(a: v128, b: v128, c: v128) -> v128 {
-        f32x4_relaxed_madd(a, b, c)
     }
 
     /// One `R x 4V` tile (at most `MR x NR`) from `kc` steps of `R` rows of `lhs` (read in
