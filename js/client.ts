@@ -150,6 +150,7 @@ export class SamClient {
     const args: RequestMap["load"]["args"] = { source };
     if (options.modelType) args.modelType = options.modelType;
     if (options.backend) args.backend = options.backend;
+    if (options.precision) args.precision = options.precision;
     // Until the new model is built, the worker keeps the previous one (and its image): a failed load leaves both.
     const { webgpuMissing: _w, ...info } = await this.call("load", args, transfer, options.signal);
     this.model = info;

@@ -15,6 +15,8 @@ export type {
   LoadOptions,
   ModelInfo,
   ModelType,
+  Precision,
+  PrecisionChoice,
   Prediction,
   PredictOptions,
   ProgressEvent,

@@ -7,6 +7,7 @@ import type {
   ModelInfo,
   ModelType,
   Prediction,
+  PrecisionChoice,
   PredictOptions,
   ProgressEvent,
   Prompt,
@@ -29,7 +30,7 @@ export type ImagePayload =
 export interface RequestMap {
   init: { args: { wasmUrl?: string; relaxedWasmUrl?: string; threadsUrl?: string; threads?: number; relaxedSimd?: boolean }; result: { webgpu: boolean } };
   load: {
-    args: { source: CheckpointPayload; modelType?: ModelType; backend?: BackendChoice };
+    args: { source: CheckpointPayload; modelType?: ModelType; backend?: BackendChoice; precision?: PrecisionChoice };
     result: ModelInfo & { webgpuMissing: boolean };
   };
   setImage: { args: { image: ImagePayload }; result: ImageInfo };

@@ -4,6 +4,10 @@
 export type ModelType = "vit_h" | "vit_l" | "vit_b" | "mobile_sam";
 export type Backend = "webgpu" | "cpu";
 export type BackendChoice = "auto" | Backend;
+/** The float type the model computes in. */
+export type Precision = "f32" | "f16";
+/** What `LoadOptions.precision` asks for. */
+export type PrecisionChoice = "auto" | Precision;
 
 /**
  * A checkpoint: bytes, a Blob (a picked or dropped File: read in slices by the worker, never as one
@@ -24,6 +28,15 @@ export interface LoadOptions {
   modelType?: ModelType;
   /** "auto" (default): WebGPU when an adapter is there, else CPU. */
   backend?: BackendChoice;
+  /**
+   * "f32" (default): the official model's precision, on every backend. "f16": half the GPU memory and,
+   * on GPUs fast at it, faster; only on WebGPU with an adapter that has `shader-f16` (elsewhere the load
+   * rejects, kind "no-webgpu"). Its outputs are not the official ones: masks agree on ~99.7% of pixels,
+   * differing near their edges (BENCHMARKS.md, "f16 on wgpu"). "auto": f16 where the adapter has
+   * `shader-f16`, else f32. The first model loaded on a client's WebGPU device fixes its precision; a
+   * later load asking for the other one rejects (kind "other"): use another client.
+   */
+  precision?: PrecisionChoice;
   /** Keep downloaded weights in Cache Storage (default true) so a reload does not download again. */
   cache?: boolean;
   /** Cache Storage bucket name (default "sam-browser-weights"). */
@@ -44,6 +57,8 @@ export interface ModelInfo {
    * software fallback" ("auto" skips software adapters), "no WebGPU adapter"; empty when it was asked for.
    */
   backendReason: string;
+  /** The float type the model computes in (`LoadOptions.precision`). */
+  precision: Precision;
   /** Threads that run the model: more than 1 on the threaded CPU module (cross-origin isolated pages, `SamClientOptions.threads`). */
   threads: number;
   /**
@@ -191,6 +206,8 @@ export interface BackendEvent {
   backendInfo: string;
   /** As `ModelInfo.backendReason`. */
   backendReason: string;
+  /** As `ModelInfo.precision`. */
+  precision: Precision;
   modelType: string;
   /** Whether WebGPU was asked for ("auto" or "webgpu") but no adapter was there, so the CPU runs. */
   webgpuMissing: boolean;

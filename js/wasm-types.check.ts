@@ -14,6 +14,8 @@ export const agree: [
   Same<Wasm.ModelTypeName, Types.ModelType>,
   Same<Wasm.BackendName, Types.Backend>,
   Same<NonNullable<Wasm.SegmenterOptions["backend"]>, Types.BackendChoice>,
+  Same<Wasm.PrecisionName, Types.Precision>,
+  Same<NonNullable<Wasm.SegmenterOptions["precision"]>, Types.PrecisionChoice>,
   Same<Wasm.PromptInput, Types.Prompt>,
   Same<Wasm.PredictOptions, Types.PredictOptions>,
   // The client adds the worker's decode time to the binding's result.
@@ -22,4 +24,4 @@ export const agree: [
   Same<Wasm.MaskPolygon, Polygons.MaskPolygon>,
   Same<Wasm.CocoMaskRecord, Coco.CocoMaskRecord>,
   Same<Wasm.GenerateOptions, Types.GenerateOptions>,
-] = [true, true, true, true, true, true, true, true, true, true];
+] = [true, true, true, true, true, true, true, true, true, true, true, true];

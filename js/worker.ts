@@ -87,6 +87,10 @@ function classify(e: unknown, stage: RequestType): ErrorPayload {
   // The binding names each sam-core error kind (crates/sam-wasm/src/error.rs): the name, not the wording.
   if (name === "CheckpointError" || name === "ModelTypeError") return { message, kind: "not-a-checkpoint" };
   if (name === "PromptError") return { message, kind: "bad-prompt" };
+  // The precision asked for (crates/sam-wasm/src/backend.rs set_precision): f16 without a shader-f16
+  // adapter, or a precision other than the one this worker's WebGPU device was fixed to.
+  if (name === "NotSupportedError") return { message, kind: "no-webgpu" };
+  if (name === "InvalidStateError") return { message, kind: "other" };
   if (stage === "load") {
     if (/webgpu|adapter|navigator\.gpu/i.test(message)) return { message, kind: "no-webgpu" };
     if (/download|fetch|HTTP/i.test(message)) return { message, kind: "download" };
@@ -261,7 +265,7 @@ const handlers: { [K in RequestType]: Handler<K> } = {
     return { value: { webgpu } };
   },
 
-  async load(id, { source, modelType, backend }) {
+  async load(id, { source, modelType, backend, precision }) {
     if (crashed) throw new WorkerError(`The model is unusable after an earlier failure (${crashed}). Reload the page.`, "other");
     const { data, bytes, fromCache, downloadMs } = await readCheckpoint(id, source);
     const t0 = performance.now();
@@ -270,6 +274,7 @@ const handlers: { [K in RequestType]: Handler<K> } = {
       onProgress: (loaded: number, total: number) => post({ kind: "progress", id, data: { stage: "load", loaded, total } }),
     };
     if (modelType) options.modelType = modelType;
+    if (precision) options.precision = precision;
     const module = await needModules().forBackend(backend ?? "auto");
     wasmMemory = module.memory;
     applyMemoryHeadroom(module.wasm, module.memory);
@@ -288,13 +293,14 @@ const handlers: { [K in RequestType]: Handler<K> } = {
     post({
       kind: "backend",
       id,
-      data: { backend: built.backend, backendInfo, backendReason, modelType: built.modelType, webgpuMissing, threads, relaxedSimd },
+      data: { backend: built.backend, backendInfo, backendReason, precision: built.precision, modelType: built.modelType, webgpuMissing, threads, relaxedSimd },
     });
     return {
       value: {
         backend: built.backend,
         backendInfo,
         backendReason,
+        precision: built.precision,
         threads,
         relaxedSimd,
         modelType: built.modelType,

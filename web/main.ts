@@ -10,6 +10,7 @@
 //   ?mirror=URL         download the presets from URL<file> (a local mirror)
 //   ?outlines=1         draw objects as polygon outlines
 //   ?backend=auto|webgpu|cpu
+//   ?precision=f32|f16|auto   what the model computes in (f16: WebGPU with shader-f16 only; default f32)
 //   ?threads=N          CPU threads on this cross-origin isolated page (default: the cores, at most 8; 1: one thread)
 //   ?image=URL | sample:NAME   start with this image (default: the first bundled sample)
 //   ?hover=0            no hover preview

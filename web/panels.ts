@@ -87,7 +87,7 @@ function renderBadge(m: ModelInfo | null): void {
   } else {
     const why = badgeReason(m);
     const label = document.createElement("span");
-    label.textContent = m.backend === "webgpu" ? "WebGPU" : "CPU";
+    label.textContent = (m.backend === "webgpu" ? "WebGPU" : "CPU") + (m.precision === "f16" ? " · f16" : "");
     const reason = document.createElement("span");
     reason.className = "why";
     reason.textContent = why ? ` (${why})` : "";

@@ -1,7 +1,7 @@
 // The model worker's lifecycle: the SamClient, loading a checkpoint, embedding the shown image, predicting an
 // object's prompts, and the one recovery path after a fatal error (a new worker, the model and image again).
 import { SamClient } from "../js/client.js";
-import type { BackendChoice, ModelInfo } from "../js/types.js";
+import type { BackendChoice, ModelInfo, PrecisionChoice } from "../js/types.js";
 import { fmtBytes, fmtMs, params, ui } from "./dom.js";
 import { clearHover } from "./hover.js";
 import { clearMessage, errorText, showMessage } from "./messages.js";
@@ -128,6 +128,8 @@ export async function getClient(): Promise<SamClient> {
  */
 export async function loadModel(source: File | string, recovering = false): Promise<boolean> {
   const backend = ui.backend.value as BackendChoice;
+  const p = params.get("precision");
+  const precision: PrecisionChoice = p === "f16" || p === "auto" ? p : "f32";
   const previous = store.modelState === "ready" ? { info: store.modelInfo, embedded: store.embeddedToken, image: store.imageState } : null;
   store.modelState = "loading";
   store.modelInfo = null;
@@ -148,10 +150,10 @@ export async function loadModel(source: File | string, recovering = false): Prom
     let info: ModelInfo;
     if (typeof source === "string") {
       store.downloading = new AbortController();
-      info = await c.load(source, { backend, cache: ui.useCache.checked, signal: store.downloading.signal });
+      info = await c.load(source, { backend, precision, cache: ui.useCache.checked, signal: store.downloading.signal });
     } else {
       // The File itself: the worker reads it in slices (a 2.4 GiB ViT-H never is one buffer).
-      info = await c.load(source, { backend });
+      info = await c.load(source, { backend, precision });
     }
     store.modelInfo = info;
     store.modelState = "ready";

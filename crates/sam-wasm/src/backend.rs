@@ -11,8 +11,10 @@
 
 use std::cell::RefCell;
 
-use burn::tensor::Device;
+use burn::tensor::{Device, FloatDType};
 use js_sys::{Promise, Reflect};
+use sam_core::Precision;
+use sam_core::precision::PrecisionError;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
@@ -323,6 +325,55 @@ pub async fn select(choice: BackendChoice) -> Result<Backend, JsValue> {
                 Err(why) => cpu(BackendReason::WebGpuFailed(why), None),
             })
         }
+    }
+}
+
+/// Makes the backend's device compute in `precision` (before the model is loaded on it) and
+/// returns `"f32"` or `"f16"`. The device of a worker is shared by its models and burn fixes its
+/// float type at the first tensor: `"auto"` then keeps the type already fixed, and an explicit
+/// `"f32"` or `"f16"` that differs from it is an `InvalidStateError`. `"f16"` without an adapter
+/// that has `shader-f16` (the CPU backend, SwiftShader) is a `NotSupportedError`.
+pub fn set_precision(backend: &mut Backend, precision: Precision) -> Result<&'static str, JsValue> {
+    let dtype = match sam_core::precision::set_precision(&mut backend.device, precision) {
+        Ok(dtype) => dtype,
+        Err(PrecisionError::AlreadyFixed { current }) if precision == Precision::Auto => current,
+        Err(PrecisionError::F16Unavailable) => {
+            return Err(js_error(
+                &format!(
+                    "precision \"f16\" needs WebGPU on an adapter with shader-f16, and the model \
+                     would run on {}; use precision \"auto\" (f16 where the adapter has it, f32 \
+                     elsewhere) or \"f32\"",
+                    backend.info
+                ),
+                Some("NotSupportedError"),
+            ));
+        }
+        Err(PrecisionError::AlreadyFixed { current }) => {
+            return Err(js_error(
+                &format!(
+                    "this worker's WebGPU device already computes in {} (fixed by the first model \
+                     loaded on it): load with that precision, or create another client for the \
+                     other one",
+                    dtype_name(current)
+                ),
+                Some("InvalidStateError"),
+            ));
+        }
+        Err(e) => return Err(js_error(&e.to_string(), Some("BackendError"))),
+    };
+    let name = dtype_name(dtype);
+    if name == "f16" {
+        backend.info.push_str(", f16");
+    }
+    Ok(name)
+}
+
+/// `"f16"` for f16, `"f32"` otherwise (the only other type a device is set to).
+fn dtype_name(dtype: FloatDType) -> &'static str {
+    if dtype == FloatDType::F16 {
+        "f16"
+    } else {
+        "f32"
     }
 }
 

@@ -3,6 +3,7 @@
 
 use js_sys::{Array, Float32Array, Object, Reflect, Uint8Array};
 use sam_core::ModelType;
+use sam_core::Precision;
 use sam_core::Prompt;
 use sam_core::amg::{AmgOptions, AmgProgress, OutputMode};
 use sam_core::predictor::MaskChoice;
@@ -56,10 +57,18 @@ fn numbers(v: &JsValue, what: &str) -> Result<Vec<f64>, JsValue> {
         .collect()
 }
 
-/// The `options` of `Segmenter.create`: model type (or `None` to detect) and backend.
-pub fn segmenter_options(
-    options: &JsValue,
-) -> Result<(Option<ModelType>, BackendChoice, Option<js_sys::Function>), JsValue> {
+/// The `options` of `Segmenter.create`.
+pub struct SegmenterOptions {
+    /// The model type, or `None` to detect it from the checkpoint's keys.
+    pub model_type: Option<ModelType>,
+    pub backend: BackendChoice,
+    pub precision: Precision,
+    pub on_progress: Option<js_sys::Function>,
+}
+
+/// Reads the `options` of `Segmenter.create`: `{ modelType?, backend?, precision?,
+/// onProgress? }`.
+pub fn segmenter_options(options: &JsValue) -> Result<SegmenterOptions, JsValue> {
     let model_type = match field(options, "modelType")? {
         None => None,
         Some(v) => {
@@ -86,6 +95,14 @@ pub fn segmenter_options(
                 .ok_or_else(|| type_error("options.backend must be a string"))?,
         )?,
     };
+    let precision = match field(options, "precision")? {
+        None => Precision::F32,
+        Some(v) => precision(
+            &v.as_string()
+                .ok_or_else(|| type_error("options.precision must be a string"))?,
+        )
+        .map_err(|e| type_error(&e))?,
+    };
     let on_progress = match field(options, "onProgress")? {
         None => None,
         Some(v) => Some(
@@ -93,7 +110,24 @@ pub fn segmenter_options(
                 .map_err(|_| type_error("options.onProgress must be a function"))?,
         ),
     };
-    Ok((model_type, backend, on_progress))
+    Ok(SegmenterOptions {
+        model_type,
+        backend,
+        precision,
+        on_progress,
+    })
+}
+
+/// `"f32"`, `"f16"` or `"auto"` as a [`Precision`].
+pub fn precision(name: &str) -> Result<Precision, String> {
+    match name {
+        "f32" => Ok(Precision::F32),
+        "f16" => Ok(Precision::F16),
+        "auto" => Ok(Precision::Auto),
+        other => Err(format!(
+            "unknown precision {other:?} (expected \"f32\", \"f16\" or \"auto\")"
+        )),
+    }
 }
 
 /// A `PromptInput` object as a sam-core [`Prompt`] (checked further by sam-core).
@@ -304,4 +338,18 @@ pub fn predict_result(
         .0;
     set(&out, "best", &JsValue::from(best as f64));
     out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precisions_parse_and_others_are_named() {
+        assert_eq!(precision("f32"), Ok(Precision::F32));
+        assert_eq!(precision("f16"), Ok(Precision::F16));
+        assert_eq!(precision("auto"), Ok(Precision::Auto));
+        let e = precision("fp16").unwrap_err();
+        assert!(e.contains("\"fp16\"") && e.contains("\"f16\""), "{e}");
+    }
 }

@@ -39,12 +39,15 @@ pub fn start() {
 const TS_TYPES: &str = r#"
 export type ModelTypeName = "vit_h" | "vit_l" | "vit_b" | "mobile_sam";
 export type BackendName = "webgpu" | "cpu";
+export type PrecisionName = "f32" | "f16";
 
 export interface SegmenterOptions {
   /** Omit to detect from the checkpoint's keys; naming a type the file does not hold is an error. */
   modelType?: ModelTypeName;
   /** "auto" (default): WebGPU when navigator.gpu gives a hardware adapter, else CPU (software adapters such as SwiftShader, llvmpipe, lavapipe or isFallbackAdapter are skipped). "webgpu": any adapter, fail without one. "cpu": never touch the GPU. */
   backend?: "auto" | "webgpu" | "cpu";
+  /** "f32" (default, the official model's precision). "f16": WebGPU on an adapter with shader-f16 only (an error elsewhere). "auto": f16 where the adapter has shader-f16, else f32. The first model on a worker's WebGPU device fixes its precision. */
+  precision?: "f32" | "f16" | "auto";
   /** Called while tensors load: (loaded, total). */
   onProgress?: (loaded: number, total: number) => void;
 }

@@ -37,6 +37,8 @@ struct ImageState {
 pub struct Segmenter {
     sam: Sam,
     backend: Backend,
+    /// `"f32"` or `"f16"`: what the model computes in ([`backend::set_precision`]).
+    precision: &'static str,
     state: RefCell<ImageState>,
 }
 
@@ -45,7 +47,8 @@ impl Segmenter {
     /// Builds the model from a checkpoint (official `.pth`, `mobile_sam.pt` or
     /// `.safetensors`): a `Uint8Array`, or a `Blob` (a `File`, a cached `Response`'s blob)
     /// read in slices, in a worker ([`crate::blob`]). `options`: `{ modelType?, backend?:
-    /// "auto" | "webgpu" | "cpu", onProgress?(loaded, total) }`, progress in bytes of the file.
+    /// "auto" | "webgpu" | "cpu", precision?: "f32" | "f16" | "auto", onProgress?(loaded,
+    /// total) }`, progress in bytes of the file.
     #[wasm_bindgen(unchecked_return_type = "Segmenter")]
     pub async fn create(
         #[wasm_bindgen(unchecked_param_type = "Uint8Array | Blob")] checkpoint: JsValue,
@@ -53,8 +56,14 @@ impl Segmenter {
         options: JsValue,
     ) -> Result<Segmenter, JsValue> {
         crate::ctors::run_once();
-        let (model_type, choice, on_progress) = convert::segmenter_options(&options)?;
-        let backend = backend::select(choice).await?;
+        let convert::SegmenterOptions {
+            model_type,
+            backend: choice,
+            precision,
+            on_progress,
+        } = convert::segmenter_options(&options)?;
+        let mut backend = backend::select(choice).await?;
+        let precision = backend::set_precision(&mut backend, precision)?;
         let source = Counted::new(checkpoint_source(&checkpoint)?);
         check_memory(&source, &backend)?;
         // Progress in bytes read from the file (the tensors' storages dominate), all of them
@@ -86,6 +95,7 @@ impl Segmenter {
         Ok(Segmenter {
             sam,
             backend,
+            precision,
             state: RefCell::default(),
         })
     }
@@ -94,6 +104,13 @@ impl Segmenter {
     #[wasm_bindgen(getter, unchecked_return_type = "BackendName")]
     pub fn backend(&self) -> String {
         self.backend.name.into()
+    }
+
+    /// The float type the model computes in: `"f32"`, or `"f16"` when `precision` asked for it
+    /// (or `"auto"` found it) on a WebGPU adapter with `shader-f16`.
+    #[wasm_bindgen(getter, unchecked_return_type = "PrecisionName")]
+    pub fn precision(&self) -> String {
+        self.precision.into()
     }
 
     /// A description of the backend (the adapter, or why WebGPU is not used).
