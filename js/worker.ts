@@ -87,11 +87,11 @@ function classify(e: unknown, stage: RequestType): ErrorPayload {
   // The binding names each sam-core error kind (crates/sam-wasm/src/error.rs): the name, not the wording.
   if (name === "CheckpointError" || name === "ModelTypeError") return { message, kind: "not-a-checkpoint" };
   if (name === "PromptError") return { message, kind: "bad-prompt" };
-  // The precision asked for (crates/sam-wasm/src/backend.rs set_precision): f16 without a shader-f16
-  // adapter, or a precision other than the one this worker's WebGPU device was fixed to.
-  if (name === "NotSupportedError") return { message, kind: "no-webgpu" };
-  if (name === "InvalidStateError") return { message, kind: "other" };
   if (stage === "load") {
+    // The precision asked for (crates/sam-wasm/src/backend.rs set_precision): f16 without a shader-f16
+    // adapter, or a precision other than the one this worker's WebGPU device was fixed to.
+    if (name === "NotSupportedError") return { message, kind: "no-webgpu" };
+    if (name === "InvalidStateError") return { message, kind: "other" };
     if (/webgpu|adapter|navigator\.gpu/i.test(message)) return { message, kind: "no-webgpu" };
     if (/download|fetch|HTTP/i.test(message)) return { message, kind: "download" };
     message = message || "the file could not be read as a checkpoint";
