@@ -2,6 +2,7 @@
 // the demo) in a blank page: an aborted call rejects as `fetch` does, with an error whose `name` is
 // "AbortError", which is still a SamError of kind "aborted"; the client keeps working after it. The
 // precision option: f32 unless f16 is asked for on an adapter that has it.
+import type { Page } from "@playwright/test";
 import { expect, test } from "./fixtures.js";
 import { tagFor } from "./reference.js";
 
@@ -15,12 +16,17 @@ interface Caught {
   isError: boolean;
 }
 
-test("package: an aborted generate rejects with name 'AbortError', a SamError of kind 'aborted'", async ({ page, env }) => {
+/** A blank page of the test server (where the package is served at /sam-browser/), its console errors logged. */
+async function openBlankPage(page: Page, server: string): Promise<void> {
   page.on("console", (m) => {
     if (m.type() === "error") console.log(`[page error] ${m.text()}`);
   });
   await page.route("**/__package-test.html", (r) => r.fulfill({ contentType: "text/html", body: "<!doctype html><title>sam-browser package</title>" }));
-  await page.goto(`${env.server.url}/__package-test.html`);
+  await page.goto(`${server}/__package-test.html`);
+}
+
+test("package: an aborted generate rejects with name 'AbortError', a SamError of kind 'aborted'", async ({ page, env }) => {
+  await openBlankPage(page, env.server.url);
   const r = await page.evaluate(
     async ({ model, image }) => {
       const url = "/sam-browser/index.js";
@@ -60,24 +66,19 @@ test("package: an aborted generate rejects with name 'AbortError', a SamError of
 });
 
 test("package: precision is f32 by default and for 'auto' on the CPU; 'f16' without a shader-f16 adapter is refused and the model before stays usable", async ({ page, env }) => {
-  page.on("console", (m) => {
-    if (m.type() === "error") console.log(`[page error] ${m.text()}`);
-  });
-  await page.route("**/__package-test.html", (r) => r.fulfill({ contentType: "text/html", body: "<!doctype html><title>sam-browser package</title>" }));
-  await page.goto(`${env.server.url}/__package-test.html`);
+  await openBlankPage(page, env.server.url);
   const r = await page.evaluate(
     async ({ model, image }) => {
-      const url = "/sam-browser/index.js";
-      const { SamClient, SamError } = (await import(url)) as Package;
-      const caught = (e: unknown): Caught => {
-        const x = e as { name?: unknown; kind?: unknown; message?: unknown };
-        return { name: String(x.name), kind: String(x.kind), message: String(x.message), isSamError: e instanceof SamError, isError: e instanceof Error };
-      };
+      const pkg = "/sam-browser/index.js";
+      const { SamClient, SamError } = (await import(pkg)) as Package;
       const sam = await SamClient.create();
       const plain = await sam.load(model, { backend: "cpu", cache: false });
       const auto = await sam.load(model, { backend: "cpu", precision: "auto", cache: false });
       await sam.setImage(await (await fetch(image)).blob());
-      const f16 = await sam.load(model, { backend: "cpu", precision: "f16", cache: false }).then(() => null, caught);
+      const f16 = await sam.load(model, { backend: "cpu", precision: "f16", cache: false }).then(
+        () => null,
+        (e: { kind?: unknown; message?: unknown }) => ({ kind: String(e.kind), message: String(e.message), isSamError: e instanceof SamError }),
+      );
       // The model loaded before, and its image, are still there.
       const p = await sam.predict({ points: [[100, 100]], labels: [1] });
       await sam.dispose();
