@@ -328,15 +328,15 @@ pub async fn select(choice: BackendChoice) -> Result<Backend, JsValue> {
     }
 }
 
-/// Makes the backend's device compute in `precision` (before the model is loaded on it) and
-/// returns `"f32"` or `"f16"`. The device of a worker is shared by its models and burn fixes its
+/// Makes the backend's device compute in `precision` (before the model is loaded on it); the
+/// type chosen is the device's from then on ([`precision_name`]). The device of a worker is shared by its models and burn fixes its
 /// float type at the first tensor: `"auto"` then keeps the type already fixed, and an explicit
 /// `"f32"` or `"f16"` that differs from it is an `InvalidStateError`. `"f16"` without an adapter
 /// that has `shader-f16` (the CPU backend, SwiftShader) is a `NotSupportedError`.
-pub fn set_precision(backend: &mut Backend, precision: Precision) -> Result<&'static str, JsValue> {
-    let dtype = match sam_core::precision::set_precision(&mut backend.device, precision) {
-        Ok(dtype) => dtype,
-        Err(PrecisionError::AlreadyFixed { current }) if precision == Precision::Auto => current,
+pub fn set_precision(backend: &mut Backend, precision: Precision) -> Result<(), JsValue> {
+    match sam_core::precision::set_precision(&mut backend.device, precision) {
+        Ok(_) => {}
+        Err(PrecisionError::AlreadyFixed { .. }) if precision == Precision::Auto => {}
         Err(PrecisionError::F16Unavailable) => {
             return Err(js_error(
                 &format!(
@@ -360,15 +360,19 @@ pub fn set_precision(backend: &mut Backend, precision: Precision) -> Result<&'st
             ));
         }
         Err(e) => return Err(js_error(&e.to_string(), Some("BackendError"))),
-    };
-    let name = dtype_name(dtype);
-    if name == "f16" {
+    }
+    if precision_name(&backend.device) == "f16" {
         backend.info.push_str(", f16");
     }
-    Ok(name)
+    Ok(())
 }
 
-/// `"f16"` for f16, `"f32"` otherwise (the only other type a device is set to).
+/// `"f16"` when `device` computes in f16, else `"f32"` (the only other type a device is set to).
+pub fn precision_name(device: &Device) -> &'static str {
+    dtype_name(sam_core::precision::current(device))
+}
+
+/// As [`precision_name`], for a float type.
 fn dtype_name(dtype: FloatDType) -> &'static str {
     if dtype == FloatDType::F16 {
         "f16"

@@ -37,8 +37,6 @@ struct ImageState {
 pub struct Segmenter {
     sam: Sam,
     backend: Backend,
-    /// `"f32"` or `"f16"`: what the model computes in ([`backend::set_precision`]).
-    precision: &'static str,
     state: RefCell<ImageState>,
 }
 
@@ -63,7 +61,7 @@ impl Segmenter {
             on_progress,
         } = convert::segmenter_options(&options)?;
         let mut backend = backend::select(choice).await?;
-        let precision = backend::set_precision(&mut backend, precision)?;
+        backend::set_precision(&mut backend, precision)?;
         let source = Counted::new(checkpoint_source(&checkpoint)?);
         check_memory(&source, &backend)?;
         // Progress in bytes read from the file (the tensors' storages dominate), all of them
@@ -95,7 +93,6 @@ impl Segmenter {
         Ok(Segmenter {
             sam,
             backend,
-            precision,
             state: RefCell::default(),
         })
     }
@@ -110,7 +107,7 @@ impl Segmenter {
     /// (or `"auto"` found it) on a WebGPU adapter with `shader-f16`.
     #[wasm_bindgen(getter, unchecked_return_type = "PrecisionName")]
     pub fn precision(&self) -> String {
-        self.precision.into()
+        backend::precision_name(&self.backend.device).into()
     }
 
     /// A description of the backend (the adapter, or why WebGPU is not used).
