@@ -80,29 +80,37 @@ fn main() {
             },
         );
     }
-    for (m, k, n) in [
-        (4096, 256, 256),
-        (16384, 64, 128),
-        (65536, 32, 4),
-        (4096, 256, 56),
-        (4096, 56, 256),
-        (56, 256, 2048),
-        (56, 2048, 256),
-        // ViT-B's qkv, MLP and projection (its MLP's fc1 has the GELU).
-        (4096, 768, 2304),
-        (4096, 768, 3072),
-        (4096, 3072, 768),
-        (4096, 768, 768),
+    // (rows, depth, columns, with the model's bias and GELU): ViT-B's qkv, MLP and projection
+    // (its MLP's fc1 has the GELU) both bare and as the model runs them.
+    for (m, k, n, model) in [
+        (4096, 256, 256, false),
+        (16384, 64, 128, false),
+        (65536, 32, 4, false),
+        (4096, 256, 56, false),
+        (4096, 56, 256, false),
+        (56, 256, 2048, false),
+        (56, 2048, 256, false),
+        (4096, 768, 2304, false),
+        (4096, 768, 3072, false),
+        (4096, 768, 3072, true),
+        (4096, 3072, 768, false),
+        (4096, 768, 768, false),
     ] {
         let a = vals(m * k);
         let w = vals(k * n);
+        let bias = vals(n);
+        let (bias, gelu, what) = if model {
+            (Some(&bias[..]), n == 3072, " with bias and GELU")
+        } else {
+            (None, false, "")
+        };
         time(
-            &format!("linear {m}x{k}x{n}"),
+            &format!("linear {m}x{k}x{n}{what}"),
             20,
             // In f64: ViT-B's MLP (9.7 G) overflows wasm32's usize.
             m as f64 * k as f64 * n as f64,
             || {
-                std::hint::black_box(cpu::linear(&a, &w, None, (k, n), false));
+                std::hint::black_box(cpu::linear(&a, &w, bias, (k, n), gelu));
             },
         );
     }

@@ -505,6 +505,30 @@ mod tests {
     /// scalar `exp_flushed` of each logit less the max: the same values without relaxed SIMD,
     /// within 2e-7 of them (relative) with its fused multiply-adds; zeros at the same places;
     /// NaN stays NaN. Rows of several lengths, so that both the vector loop and its tail run.
+    /// The GELU every kernel applies ([`elementwise::gelu_values`]: four lanes with fused
+    /// multiply-adds in the relaxed WebAssembly module) gives the scalar formula within a few
+    /// ulp, at every length (the last partial group included), and keeps NaN.
+    #[test]
+    fn gelu_values_match_the_scalar_gelu() {
+        for n in [1usize, 3, 4, 5, 9, 16, 37, 1000] {
+            let x: Vec<f32> = (0..n)
+                .map(|i| (i * 7919 % 1000) as f32 / 50.0 - 10.0)
+                .collect();
+            let mut g = x.clone();
+            elementwise::gelu_values(&mut g);
+            for (&g, &x) in g.iter().zip(&x) {
+                let want = gelu_f32(x);
+                assert!(
+                    (g - want).abs() <= 4e-7 * x.abs(),
+                    "n {n}: gelu({x}) = {g}, scalar {want}"
+                );
+            }
+        }
+        let mut v = [0.5, f32::NAN, -1.0, 0.0, f32::NAN];
+        elementwise::gelu_values(&mut v);
+        assert!(v[1].is_nan() && v[4].is_nan() && v[3] == 0.0);
+    }
+
     #[test]
     fn exp_row_matches_the_scalar_exp() {
         for n in [1usize, 7, 8, 37, 4096] {
