@@ -32,7 +32,12 @@ pub(super) fn gelu_values(values: &mut [f32]) {
     }
 }
 
-/// `nn.GELU()` of one value: `0.5·x·(1 + erf(x/√2))` with [`erf_f32`].
+/// `nn.GELU()` of one value: `0.5·x·(1 + erf(x/√2))` with [`erf_f32`]. (WebAssembly uses
+/// [`gelu_x4`]; the tests compare it with this.)
+#[cfg_attr(
+    all(target_arch = "wasm32", target_feature = "simd128"),
+    allow(dead_code)
+)]
 #[inline(always)]
 pub fn gelu_f32(x: f32) -> f32 {
     0.5 * x * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2))
@@ -95,6 +100,10 @@ fn gelu_x4(v: core::arch::wasm32::v128) -> core::arch::wasm32::v128 {
 /// erf for `f32`: the rational approximation of degree 13/8 on [-4, 4] that Eigen and XLA use
 /// for float32 (within 1e-7 of erf; beyond ±4 erf rounds to ±1 in single precision). Plain
 /// multiply-adds: `mul_add` is a library call on targets without FMA.
+#[cfg_attr(
+    all(target_arch = "wasm32", target_feature = "simd128"),
+    allow(dead_code)
+)]
 #[inline(always)]
 pub fn erf_f32(x: f32) -> f32 {
     let x = x.clamp(-4.0, 4.0);

@@ -690,11 +690,19 @@ mod simd128 {
     }
 
     /// The `R x 4V` tiles of rows `rows` (of `m`) against one panel `b` (`kc` steps, row
-    /// stride given: `NR` when packed), columns `j0..j0 + cols` of `dst`.
+    /// stride given: `NR` when packed), columns `j0..j0 + cols` of `dst`. With relaxed SIMD this
+    /// loop is compiled for it too, so that [`kernel`] (and the epilogue's GELU) inline into it:
+    /// one call a panel instead of one a tile (ViT-B's embedding -2%, MobileSAM's -3 to -6%
+    /// under WASI, BENCHMARKS.md "Session 12").
     ///
     /// # Safety
     /// As [`kernel`], for every tile.
-    #[inline(always)]
+    #[cfg_attr(not(feature = "relaxed-simd"), inline(always))]
+    #[cfg_attr(
+        feature = "relaxed-simd",
+        target_feature(enable = "relaxed-simd"),
+        inline
+    )]
     unsafe fn tiles<const R: usize, const V: usize>(
         rows: core::ops::Range<usize>,
         m: usize,
@@ -768,13 +776,17 @@ mod simd128 {
     /// One `R x 4V` tile (at most `MR x NR`) from `kc` steps of `R` rows of `lhs` (read in
     /// place, one value a step each) and a panel of `rhs` (`4V` values a step, steps `b_rs`
     /// apart: `NR` when packed, the row stride when read in place), each step's products added
-    /// by [`madd`]. With relaxed SIMD the kernel is compiled for it, and so not inlined.
+    /// by [`madd`]. With relaxed SIMD the kernel is compiled for it, and inlined into [`tiles`].
     ///
     /// # Safety
     /// Each row pointer must hold `kc` values, each of the panel's `kc` steps `4V` values, and
     /// the tile's `rows x cols` must lie in `dst`.
     #[cfg_attr(not(feature = "relaxed-simd"), inline(always))]
-    #[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
+    #[cfg_attr(
+        feature = "relaxed-simd",
+        target_feature(enable = "relaxed-simd"),
+        inline
+    )]
     unsafe fn kernel<const R: usize, const V: usize>(
         kc: usize,
         a: [*const f32; R],
