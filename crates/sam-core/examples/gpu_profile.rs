@@ -11,8 +11,9 @@
 //! `--model mobile_sam|tiny` loads the reference kit's file, `--checkpoint FILE` any
 //! checkpoint; `--width W --height H` (default 1024x768); `--precision f32|f16|auto` (default
 //! f32, `sam_core::precision`); `--kernels` lists each phase's most launched kernels on stderr
-//! (the JSON always has them). Built with sam-core's `fusion` (and `autotune`) features, it
-//! profiles burn's fused kernels; the JSON says which build ran. With fusion, burn queues
+//! (the JSON always has them). With sam-core's default features it profiles burn's fused
+//! kernels (`fusion`); `--no-default-features --features flex,wgpu` profiles the unfused ones,
+//! and `--features autotune` adds burn's autotune; the JSON says which build ran. With fusion, burn queues
 //! operations and launches them when a result is read, so a phase's launches are counted where
 //! they run: the last queued work of one phase may be counted in the next. One JSON object goes
 //! to stdout, a table to stderr. Launches are counted by cubecl's launch observer
