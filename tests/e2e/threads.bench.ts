@@ -3,7 +3,7 @@
 // the package's worker): setImage (encoder) and a click (predict of one point, three masks at the
 // image size), for the kit's mobile_sam checkpoint (or SAM_BENCH_CHECKPOINT, e.g. a ViT-B .pth) on
 // the landscape test image (640x480). Medians; JSON to tests/e2e/artifacts/bench-threads.json.
-// Env: SAM_BENCH_SINGLE=0 (the threaded module only), SAM_BENCH_THREADS (default "1,2"), SAM_BENCH_EMBEDS (3), SAM_BENCH_CLICKS (20),
+// Env: SAM_BENCH_SINGLE=0 (the threaded module only), SAM_BENCH_THREADS (default "1,2"; "" for the single-threaded module only), SAM_BENCH_EMBEDS (3), SAM_BENCH_CLICKS (20),
 //      SAM_BENCH_CHECKPOINT (a path), SAM_BENCH_AMG=1 adds "segment everything" (32x32 points),
 //      SAM_BENCH_PKG / SAM_BENCH_PKG_THREADS (module directories, default crates/sam-wasm/pkg{,-threads}:
 //      e.g. copies of release builds, so that a rebuild of the tree's modules does not change a sitting),
@@ -55,7 +55,7 @@ test("bench: threaded CPU module, 1 vs N threads", async ({ page }) => {
     if (relaxed !== "0") builds.push([", relaxed SIMD", "sam_wasm_relaxed_bg.wasm"]);
     const rows: Record<string, unknown>[] = [];
     const runs: [string, string, number][] = process.env.SAM_BENCH_SINGLE === "0" ? [] : [["single-threaded module", "/pkg/sam_wasm.js", 1]];
-    for (const n of (process.env.SAM_BENCH_THREADS ?? "1,2").split(",").map(Number)) runs.push([`threaded module, ${n} thread(s)`, "/pkg-threads/sam_wasm.js", n]);
+    for (const n of (process.env.SAM_BENCH_THREADS ?? "1,2").split(",").filter((t) => t.trim() !== "").map(Number)) runs.push([`threaded module, ${n} thread(s)`, "/pkg-threads/sam_wasm.js", n]);
     for (const [name, module, threads, wasm] of runs.flatMap((r) => builds.map(([b, wasm]) => [`${r[0]}${b}`, r[1], r[2], wasm] as const))) {
       const out = await run(module, threads, wasm && module.replace("sam_wasm.js", wasm));
       // The first embedding warms up (allocations, the pool's first tasks): the median of the others.

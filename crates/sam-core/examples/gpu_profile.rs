@@ -13,10 +13,10 @@
 //! f32, `sam_core::precision`); `--kernels` lists each phase's most launched kernels on stderr
 //! (the JSON always has them). With sam-core's default features it profiles burn's fused
 //! kernels (`fusion`); `--no-default-features --features flex,wgpu` profiles the unfused ones,
-//! and `--features autotune` adds burn's autotune; the JSON says which build ran. With fusion, burn queues
-//! operations and launches them when a result is read, so a phase's launches are counted where
-//! they run: the last queued work of one phase may be counted in the next. One JSON object goes
-//! to stdout, a table to stderr. Launches are counted by cubecl's launch observer
+//! and `--features autotune` adds burn's autotune; the JSON says which build ran. With fusion,
+//! burn queues operations and launches them when a result is read, so a phase's launches are
+//! counted where they run: the last queued work of one phase may be counted in the next. One
+//! JSON object goes to stdout, a table to stderr. Launches are counted by cubecl's launch observer
 //! (`cubecl_runtime::logging::LaunchObserver`), on the thread that issues them; readbacks are
 //! the awaited reads this program makes, which are the binding's.
 //!
