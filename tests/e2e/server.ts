@@ -78,6 +78,12 @@ export async function startServer(mounts: Record<string, string>, port = 0, opti
   return {
     url: `http://127.0.0.1:${p}`,
     hits,
-    close: () => new Promise<void>((ok) => server.close(() => ok())),
+    // Closing also ends the page's open connections (kept alive, or a download it stopped reading), so
+    // that a test never waits on the browser to let go of them.
+    close: () =>
+      new Promise<void>((ok) => {
+        server.close(() => ok());
+        server.closeAllConnections();
+      }),
   };
 }
