@@ -34,6 +34,9 @@ pub use amg::{AmgOptions, AmgProgress, MaskRecord, OutputMode, SamAutomaticMaskG
 pub use error::{Result, SamError};
 pub use io::checkpoint::{ByteSource, Checkpoint};
 pub use io::rle::Rle;
+/// The allocator the page's modules install (large blocks on a cache line for the CPU kernels).
+#[cfg(feature = "flex")]
+pub use modeling::cpu::CacheAligned;
 pub use modeling::sam::{ModelType, Sam};
 pub use precision::Precision;
 pub use predictor::{ImageEmbedding, MaskChoice, Prediction, Prompt};

@@ -9,12 +9,14 @@
 //! One file per concept: `elementwise` (GELU, exp, row bias), `softmax`, `norm` (LayerNorm
 //! rows), `depthwise` (convolutions), `attention` (the image encoders' attention core),
 //! `upscale` (the mask decoder's output), `resize` (mask resampling), `gemm` and `products`
-//! (matrix products and the convolutions made of them). This file holds what they share:
+//! (matrix products and the convolutions made of them), `aligned` (the page's allocator,
+//! [`CacheAligned`]). This file holds what they share:
 //! [`widest`], [`for_each_chunk`], [`for_each_index`] and [`lane_sum`].
 
 #[cfg(any(not(target_family = "wasm"), feature = "threads"))]
 use rayon::prelude::*;
 
+mod aligned;
 mod attention;
 mod depthwise;
 mod elementwise;
@@ -25,6 +27,7 @@ mod resize;
 mod softmax;
 mod upscale;
 
+pub use aligned::CacheAligned;
 pub use attention::*;
 pub use depthwise::*;
 pub use elementwise::*;
