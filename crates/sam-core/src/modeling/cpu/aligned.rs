@@ -87,7 +87,7 @@ mod tests {
     #[test]
     fn large_blocks_start_on_a_cache_line() {
         let a = CacheAligned;
-        let on_line = |p: *mut u8| p as usize % CacheAligned::LINE == 0;
+        let on_line = |p: *mut u8| (p as usize).is_multiple_of(CacheAligned::LINE);
         // SAFETY: every block is used within its size and freed with the layout it has.
         unsafe {
             for size in [CacheAligned::FROM, 10_000, 1 << 20] {
@@ -114,7 +114,7 @@ mod tests {
             // A larger alignment than a line is kept.
             let l = Layout::from_size_align(8192, 256).unwrap();
             let p = a.alloc(l);
-            assert_eq!(p as usize % 256, 0);
+            assert!((p as usize).is_multiple_of(256));
             a.dealloc(p, l);
         }
     }
