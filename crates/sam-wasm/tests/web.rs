@@ -441,6 +441,26 @@ async fn reference_cases(backend: &str) {
     check_case(&seg2, backend, "point_multi", case_prompt("point_multi")).await;
 }
 
+/// The module's allocator puts every large block on a cache line (`sam_core::CacheAligned`:
+/// the module's dlmalloc alone aligns to 8 bytes, and the CPU kernels' vector loads of a
+/// block 8 bytes off straddle cache lines), wherever the blocks before it left the heap.
+#[wasm_bindgen_test]
+fn large_blocks_start_on_a_cache_line() {
+    let mut kept = Vec::new();
+    for i in 0..32usize {
+        // Small blocks of odd sizes between the large ones move the heap's next free byte.
+        let small = vec![1u8; 1 + 3 * i];
+        let large = vec![0.0f32; 1024 + 37 * i];
+        assert!(
+            (large.as_ptr() as usize).is_multiple_of(64),
+            "block {i} of {} bytes at {:p}",
+            4 * large.len(),
+            large.as_ptr()
+        );
+        kept.push((small, large));
+    }
+}
+
 #[wasm_bindgen_test]
 async fn cpu_matches_the_reference() {
     reference_cases("cpu").await;
