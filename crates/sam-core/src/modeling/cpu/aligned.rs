@@ -7,7 +7,8 @@
 //! kernel reads its packed panel 16 values (64 bytes) a step; with the panel 8 bytes off a
 //! 16-byte boundary ViT-B's products ran 2-3% slower under WASI (`examples/kernels`), and which
 //! buffers landed where changed from one embedding to the next. In the page, ViT-B's embedding
-//! on one thread took 22.0-22.7 s without it and 20.3 s with it (BENCHMARKS.md, session 13).
+//! on one thread took 21.1-23.3 s without it (20.2 s when its blocks happened to land well) and
+//! 19.5-20.5 s with it (BENCHMARKS.md, session 13).
 //! (WASI's malloc aligns to 16, and native allocators to 16 as well.) sam-wasm installs it as
 //! the module's allocator.
 
