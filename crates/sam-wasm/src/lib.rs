@@ -24,6 +24,7 @@ pub mod source;
 pub mod threads;
 
 pub use masks::{decode_coco_rle, encode_coco_rle, normalize_sa1b};
+pub use segmenter::Segmenter;
 
 /// Large blocks on a cache line: the module's dlmalloc aligns to 8 bytes only, and the CPU
 /// backend's vector loads of a block 8 bytes off a 16-byte boundary straddle cache lines
@@ -31,7 +32,6 @@ pub use masks::{decode_coco_rle, encode_coco_rle, normalize_sa1b};
 #[cfg(target_arch = "wasm32")]
 #[global_allocator]
 static ALLOCATOR: sam_core::CacheAligned = sam_core::CacheAligned;
-pub use segmenter::Segmenter;
 
 /// Installs the panic hook (a Rust panic then shows its message in the console) and runs the
 /// static constructors ([`ctors`]) once, when the module is instantiated.
