@@ -332,9 +332,13 @@ unsafe fn product(
 /// A blocked product in the usual layout (BLIS's), but for `lhs`: `rhs` is packed a block of
 /// `KC` rows at a time into panels of `NR` columns, and the micro-kernel adds one `MR x NR`
 /// tile of `dst` per panel and `MR` rows of `lhs`, its 8 accumulators in registers. The panel
-/// of `rhs` (16 KiB) stays in L1 while a block of `MC x KC` of `lhs` (~120 KiB) streams from
-/// L2. `lhs` is read in place: with two rows a tile its rows are two sequential streams, and
-/// packing it had cost more than it saved (4096x256x256: 26 → 28 GMAC/s without).
+/// of `rhs` (16 KiB) stays in L1 while a block of `MC x KC` of `lhs` (64 KiB) streams from
+/// L2. A block of `MC` rows goes through all the depth blocks before the next, so that its
+/// rows of `dst` (`MC x n`, 768 KiB for ViT-B's widest) stay in L2 while each depth block adds
+/// to them (the depth blocks outermost, as BLIS has them, sent all of `dst` out to memory and
+/// back once a depth block: ViT-B's MLP and projections ran 7-8% slower, BENCHMARKS.md
+/// "Session 14"). `lhs` is read in place: with two rows a tile its rows are two sequential
+/// streams, and packing it had cost more than it saved (4096x256x256: 26 → 28 GMAC/s without).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128 {
     use super::super::madd;
@@ -349,8 +353,8 @@ mod simd128 {
     const NR: usize = 4 * NV;
     /// Depth of a packed block.
     const KC: usize = 256;
-    /// Rows of an `lhs` block (a multiple of every tile's rows).
-    const MC: usize = 120;
+    /// Rows of an `lhs` block (a multiple of every tile's rows: a tile never crosses blocks).
+    const MC: usize = 64;
     /// At most this many rows of `lhs` make a product of "few rows" ([`matmul`]).
     const FEW_ROWS: usize = 64;
     /// Panels packed together ([`pack_panels`]), 128 columns: each row of `rhs` gives them
@@ -631,11 +635,11 @@ mod simd128 {
             return;
         }
         let n_panels = n.div_ceil(NR);
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
-            let block = &rhs.values[pc * n_panels * NR..(pc + kc) * n_panels * NR];
-            for ic in (0..m).step_by(MC) {
-                let mc = MC.min(m - ic);
+        for ic in (0..m).step_by(MC) {
+            let mc = MC.min(m - ic);
+            for pc in (0..k).step_by(KC) {
+                let kc = KC.min(k - pc);
+                let block = &rhs.values[pc * n_panels * NR..(pc + kc) * n_panels * NR];
                 for jp in 0..n_panels {
                     let j0 = jp * NR;
                     let cols = NR.min(n - j0);
