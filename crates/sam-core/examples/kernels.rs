@@ -10,6 +10,8 @@
 //! node --no-warnings scripts/wasi-run.mjs \
 //!   $CARGO_TARGET_DIR/wasm32-wasip1/release/examples/kernels.wasm
 //! ```
+//! `node scripts/chrome-wasi.mjs` instead of `scripts/wasi-run.mjs` runs it in headless
+//! Chromium's V8, which compiles the kernels as the page gets them (Node's V8 is older).
 //! Natively: `cargo run --release -p sam-core --example kernels` (all cores).
 
 use sam_core::modeling::cpu;

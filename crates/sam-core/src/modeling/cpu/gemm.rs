@@ -335,10 +335,12 @@ unsafe fn product(
 /// of `rhs` (16 KiB) stays in L1 while a block of `MC x KC` of `lhs` (64 KiB) streams from
 /// L2. A block of `MC` rows goes through all the depth blocks before the next, so that its
 /// rows of `dst` (`MC x n`, 768 KiB for ViT-B's widest) stay in L2 while each depth block adds
-/// to them (the depth blocks outermost, as BLIS has them, sent all of `dst` out to memory and
-/// back once a depth block: ViT-B's MLP and projections ran 7-8% slower, BENCHMARKS.md
-/// "Session 14"). `lhs` is read in place: with two rows a tile its rows are two sequential
-/// streams, and packing it had cost more than it saved (4096x256x256: 26 → 28 GMAC/s without).
+/// to them. (The depth blocks outermost, as BLIS has them, send all of `dst` out to memory and
+/// back once a depth block: ViT-B's MLP and projections ran 5-9% slower that way in our kernel
+/// timings, under Node's WASI and in Chromium, though the page's whole ViT-B embedding did not
+/// move beyond the machine's noise; BENCHMARKS.md "Session 14".) `lhs` is read in place: with two rows a tile
+/// its rows are two sequential streams, and packing it had cost more than it saved
+/// (4096x256x256: 26 → 28 GMAC/s without).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128 {
     use super::super::madd;
