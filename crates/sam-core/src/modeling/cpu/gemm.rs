@@ -338,9 +338,9 @@ unsafe fn product(
 /// to them. (The depth blocks outermost, as BLIS has them, send all of `dst` out to memory and
 /// back once a depth block: ViT-B's MLP and projections ran 5-9% slower that way in our kernel
 /// timings, under Node's WASI and in Chromium, though the page's whole ViT-B embedding did not
-/// move beyond the machine's noise; BENCHMARKS.md "Session 14".) `lhs` is read in place: with two rows a tile
-/// its rows are two sequential streams, and packing it had cost more than it saved
-/// (4096x256x256: 26 → 28 GMAC/s without).
+/// move beyond the machine's noise; BENCHMARKS.md "Session 14".) `lhs` is read in place: with
+/// two rows a tile its rows are two sequential streams, and packing it had cost more than it
+/// saved (4096x256x256: 26 → 28 GMAC/s without).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128 {
     use super::super::madd;
