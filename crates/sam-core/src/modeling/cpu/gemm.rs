@@ -357,6 +357,10 @@ mod simd128 {
     const KC: usize = 256;
     /// Rows of an `lhs` block (a multiple of every tile's rows: a tile never crosses blocks).
     const MC: usize = 64;
+    const _: () = assert!(
+        MC.is_multiple_of(8) && MC.is_multiple_of(MR),
+        "MC: whole tiles"
+    );
     /// At most this many rows of `lhs` make a product of "few rows" ([`matmul`]).
     const FEW_ROWS: usize = 64;
     /// Panels packed together ([`pack_panels`]), 128 columns: each row of `rhs` gives them
