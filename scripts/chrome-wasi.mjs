@@ -79,7 +79,10 @@ try {
         return 0;
       },
       random_get(at, len) {
-        crypto.getRandomValues(new Uint8Array(memory.buffer, at, len));
+        // getRandomValues fills at most 65536 bytes a call.
+        for (let done = 0; done < len; done += 65536) {
+          crypto.getRandomValues(new Uint8Array(memory.buffer, at + done, Math.min(65536, len - done)));
+        }
         return 0;
       },
       sched_yield: () => 0,
