@@ -23,7 +23,10 @@
 //! The phases: `load`; `set_image` cold and warm (preprocessing + encoder); `prepare_prompts`
 //! (the decoder's per-image keys, made once at `setImage`); the warm-up click the binding makes
 //! at `setImage`; a `click` (three masks at the image size, scores, low-res logits), first and
-//! later; a `hover` (the best mask only, no low-res logits).
+//! later; a `hover` (the best mask only, no low-res logits); a `hover drawn on the GPU` (the
+//! binding's `drawPreview`: the best mask's logits painted into a texture of the image's size by
+//! `sam_core::preview::MaskPainter`, here an offscreen one in place of the page's canvas, and
+//! nothing read back: the phase ends when the device is idle).
 
 mod common;
 
@@ -38,6 +41,7 @@ use cubecl_runtime::logging::{
 use pollster::block_on;
 use sam_core::precision::{Precision, set_precision};
 use sam_core::predictor::{MaskChoice, Prediction};
+use sam_core::preview::{MaskPainter, gpu_buffer, wgpu};
 use sam_core::readback::{read_f32, read_prediction};
 use sam_core::{ImageEmbedding, Prompt, Sam};
 
@@ -212,7 +216,9 @@ fn main() {
         Some(path) => std::fs::read(path).expect("checkpoint file"),
         None => reference(&format!("{model}_seed0.pth")),
     };
-    let mut device = Device::wgpu_options().init().expect("wgpu adapter");
+    let (mut device, setup) = Device::wgpu_options()
+        .init_with_setup()
+        .expect("wgpu adapter");
     let precision = match arg("--precision").as_deref() {
         None | Some("f32") => Precision::F32,
         Some("f16") => Precision::F16,
@@ -291,6 +297,55 @@ fn main() {
             &mut known,
             click(x, MaskChoice::Best, false),
         ));
+    }
+    // The page's canvas, here a texture of the image's size.
+    let format = wgpu::TextureFormat::Rgba8Unorm;
+    let painter = MaskPainter::new(&setup.device, format);
+    let target = setup.device.create_texture(&wgpu::TextureDescriptor {
+        label: Some("preview"),
+        size: wgpu::Extent3d {
+            width: width as u32,
+            height: height as u32,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format,
+        usage: wgpu::TextureUsages::RENDER_ATTACHMENT,
+        view_formats: &[],
+    });
+    let view = target.create_view(&Default::default());
+    for (i, name) in [
+        "hover drawn on the GPU (first)",
+        "hover drawn on the GPU (second)",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let x = cx * 1.4 + 23.0 * i as f32;
+        phases.push(phase(name, &observer, &mut known, |_| {
+            let prompt = Prompt {
+                points: vec![[x, height as f32 / 2.0]],
+                labels: vec![1],
+                multimask_output: true,
+                ..Default::default()
+            };
+            let pred = sam
+                .predict_masks(embedding, &prompt, MaskChoice::Best)
+                .expect("predict");
+            let values = gpu_buffer(pred.logits)
+                .expect("gpu buffer")
+                .expect("a wgpu tensor");
+            let size = Some((&values, width as u32, height as u32));
+            painter
+                .paint(&setup.device, &setup.queue, &view, size, [30, 144, 255])
+                .expect("paint");
+            setup
+                .device
+                .poll(wgpu::PollType::wait_indefinitely())
+                .expect("device idle");
+        }));
     }
     let out = serde_json::json!({
         "impl": "sam-core",

@@ -6,7 +6,8 @@
 //! - [`Sam`] loads an official checkpoint ([`Sam::from_bytes`], or from any [`ByteSource`]),
 //!   [`ModelType`] names or detects its kind;
 //! - [`Sam::set_image`] turns an [`RgbImage`] into an [`ImageEmbedding`], [`Sam::predict`] a
-//!   [`Prompt`] into a [`Prediction`] on the device; [`readback`] brings it to the host;
+//!   [`Prompt`] into a [`Prediction`] on the device; [`readback`] brings it to the host, or on
+//!   wgpu `preview` paints a mask where it was computed (nothing brought back);
 //! - [`SamAutomaticMaskGenerator`] ("segment everything") with its [`AmgOptions`] and
 //!   [`OutputMode`];
 //! - masks as COCO RLE ([`Rle`]) or polygons ([`io::polygon`]), SA-1B files ([`io::sa1b`]);
@@ -27,6 +28,8 @@ pub mod modeling;
 pub mod precision;
 pub mod predictor;
 pub mod preprocess;
+#[cfg(feature = "wgpu")]
+pub mod preview;
 pub mod readback;
 pub(crate) mod weights;
 
