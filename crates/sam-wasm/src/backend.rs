@@ -159,6 +159,19 @@ thread_local! {
     static WEBGPU: RefCell<Option<(Device, AdapterDescription)>> = const { RefCell::new(None) };
 }
 
+#[cfg(feature = "webgpu")]
+thread_local! {
+    /// The wgpu handles of this thread's device (instance, adapter, device, queue), for what
+    /// draws with it beside burn (`crate::preview`).
+    static SETUP: RefCell<Option<sam_core::preview::WgpuSetup>> = const { RefCell::new(None) };
+}
+
+/// The wgpu handles of this thread's WebGPU device, once it is started.
+#[cfg(feature = "webgpu")]
+pub fn wgpu_setup() -> Option<sam_core::preview::WgpuSetup> {
+    SETUP.with(|s| s.borrow().clone())
+}
+
 /// `navigator.gpu` of this window or worker, if any.
 fn navigator_gpu() -> Option<JsValue> {
     let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).ok()?;
@@ -250,11 +263,14 @@ async fn webgpu_device(adapter: AdapterDescription) -> Result<Device, String> {
     if let Some((device, _)) = WEBGPU.with(|w| w.borrow().clone()) {
         return Ok(device);
     }
-    let device = Device::wgpu_options()
-        .init_async()
+    let (device, setup) = Device::wgpu_options()
+        .init_with_setup_async()
         .await
         .map_err(|e| format!("could not start WebGPU: {e}"))?;
     // Another call may have finished first: keep the first device.
+    SETUP.with(|s| {
+        s.borrow_mut().get_or_insert(setup);
+    });
     Ok(WEBGPU.with(|w| w.borrow_mut().get_or_insert((device, adapter)).0.clone()))
 }
 

@@ -294,6 +294,23 @@ pub fn predict_options(options: &JsValue) -> Result<PredictOptions, JsValue> {
     Ok(o)
 }
 
+/// A colour `[r, g, b]`, each an integer in 0..=255 (`drawPreview`'s).
+pub fn color(v: &JsValue) -> Result<[u8; 3], JsValue> {
+    let values = numbers(v, "color")?;
+    match values[..] {
+        [r, g, b]
+            if values
+                .iter()
+                .all(|c| c.fract() == 0.0 && (0.0..=255.0).contains(c)) =>
+        {
+            Ok([r as u8, g as u8, b as u8])
+        }
+        _ => Err(type_error(&format!(
+            "color must be [r, g, b], integers in 0..=255, got {values:?}"
+        ))),
+    }
+}
+
 /// A `PredictResult` object from host values: `masks` (C x H x W row-major bytes, 0 or 1),
 /// `scores` (C) and `low_res` (C x 256 x 256; `None`: an empty `lowResLogits`). Each mask is
 /// copied once, from wasm memory into its own `Uint8Array`.

@@ -19,6 +19,8 @@ mod ctors;
 pub mod error;
 pub mod masks;
 pub mod polygons;
+#[cfg(all(feature = "webgpu", target_family = "wasm"))]
+pub mod preview;
 pub mod segmenter;
 pub mod source;
 pub mod threads;

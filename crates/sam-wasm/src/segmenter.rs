@@ -38,6 +38,9 @@ pub struct Segmenter {
     sam: Sam,
     backend: Backend,
     state: RefCell<ImageState>,
+    /// The canvas `drawPreview` draws on (`setPreviewCanvas`; WebGPU only).
+    #[cfg(all(feature = "webgpu", target_family = "wasm"))]
+    preview: RefCell<Option<crate::preview::CanvasPreview>>,
 }
 
 #[wasm_bindgen]
@@ -94,6 +97,8 @@ impl Segmenter {
             sam,
             backend,
             state: RefCell::default(),
+            #[cfg(all(feature = "webgpu", target_family = "wasm"))]
+            preview: RefCell::default(),
         })
     }
 
@@ -228,6 +233,76 @@ impl Segmenter {
         let prompt = convert::prompt(&prompt)?;
         let options = convert::predict_options(&options)?;
         self.decode(&embedding, &prompt, options).await
+    }
+
+    /// Makes `canvas` (an `OffscreenCanvas` the page transferred to this worker, e.g. from
+    /// `transferControlToOffscreen()`) the target of `drawPreview`; `null` drops the current
+    /// one. WebGPU backend only (elsewhere a `NotSupportedError`: draw `predict`'s mask, as
+    /// on the CPU nothing is read back anyway).
+    #[wasm_bindgen(js_name = setPreviewCanvas)]
+    pub fn set_preview_canvas(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "OffscreenCanvas | null | undefined")]
+        canvas: JsValue,
+    ) -> Result<(), JsValue> {
+        #[cfg(all(feature = "webgpu", target_family = "wasm"))]
+        if let Some(setup) = backend::wgpu_setup().filter(|_| self.backend.name == "webgpu") {
+            let preview = if canvas.is_null() || canvas.is_undefined() {
+                None
+            } else {
+                let canvas = canvas
+                    .dyn_into::<web_sys::OffscreenCanvas>()
+                    .map_err(|_| type_error("setPreviewCanvas takes an OffscreenCanvas or null"))?;
+                Some(crate::preview::CanvasPreview::new(setup, canvas)?)
+            };
+            *self.preview.borrow_mut() = preview;
+            return Ok(());
+        }
+        let _ = canvas;
+        Err(previews_need_webgpu())
+    }
+
+    /// Decodes a prompt (as `predict`'s) and draws its best mask on the preview canvas
+    /// (`setPreviewCanvas`) in `color` (`[r, g, b]`, 0-255), as the demo draws a hover preview
+    /// (alpha 90 inside, 230 on the edge), without reading anything back: the mask goes from
+    /// the decoder's buffer to the canvas on the GPU. Resolves once the GPU has drawn it.
+    #[wasm_bindgen(js_name = drawPreview)]
+    pub async fn draw_preview(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "PromptInput")] prompt: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "[number, number, number]")] color: JsValue,
+    ) -> Result<(), JsValue> {
+        let color = convert::color(&color)?;
+        #[cfg(all(feature = "webgpu", target_family = "wasm"))]
+        {
+            let mut preview = self.take_preview()?;
+            let drawn = async {
+                let logits = self.preview_logits(&prompt)?;
+                preview.draw(Some(logits), color).await
+            }
+            .await;
+            *self.preview.borrow_mut() = Some(preview);
+            drawn
+        }
+        #[cfg(not(all(feature = "webgpu", target_family = "wasm")))]
+        {
+            let _ = (prompt, color);
+            Err(previews_need_webgpu())
+        }
+    }
+
+    /// Clears the preview canvas (transparent).
+    #[wasm_bindgen(js_name = clearPreview)]
+    pub async fn clear_preview(&self) -> Result<(), JsValue> {
+        #[cfg(all(feature = "webgpu", target_family = "wasm"))]
+        {
+            let mut preview = self.take_preview()?;
+            let cleared = preview.draw(None, [0; 3]).await;
+            *self.preview.borrow_mut() = Some(preview);
+            cleared
+        }
+        #[cfg(not(all(feature = "webgpu", target_family = "wasm")))]
+        Err(previews_need_webgpu())
     }
 
     /// Segments everything in the current image (the official automatic mask generator) and
@@ -399,6 +474,20 @@ impl Segmenter {
         Ok(())
     }
 
+    /// The preview canvas, taken out while a draw awaits the GPU.
+    #[cfg(all(feature = "webgpu", target_family = "wasm"))]
+    fn take_preview(&self) -> Result<crate::preview::CanvasPreview, JsValue> {
+        if self.backend.name != "webgpu" {
+            return Err(previews_need_webgpu());
+        }
+        self.preview.borrow_mut().take().ok_or_else(|| {
+            js_error(
+                "no preview canvas: call setPreviewCanvas first (or a draw is in progress)",
+                Some("InvalidStateError"),
+            )
+        })
+    }
+
     fn embedding(&self) -> Result<ImageEmbedding, JsValue> {
         self.state.borrow().embedding.clone().ok_or_else(|| {
             js_error(
@@ -408,10 +497,30 @@ impl Segmenter {
         })
     }
 
+    /// The logits of `prompt`'s best mask on the device (`[1, 1, H, W]`), as `drawPreview`
+    /// paints them (for tests and Rust callers).
+    pub fn preview_logits(&self, prompt: &JsValue) -> Result<burn::tensor::Tensor<4>, JsValue> {
+        let embedding = self.embedding()?;
+        let prompt = convert::prompt(prompt)?;
+        let sam = &self.sam;
+        let pred =
+            crate::threads::on_pool(|| sam.predict_masks(&embedding, &prompt, MaskChoice::Best))
+                .map_err(sam_error)?;
+        Ok(pred.logits)
+    }
+
     /// The model (for tests and Rust callers).
     pub fn sam(&self) -> &Sam {
         &self.sam
     }
+}
+
+/// `setPreviewCanvas` and `drawPreview` off the WebGPU backend.
+fn previews_need_webgpu() -> JsValue {
+    js_error(
+        "previews drawn on the GPU need the WebGPU backend; draw predict()'s mask instead",
+        Some("NotSupportedError"),
+    )
 }
 
 /// Refuses a model that does not fit the backend, before any weight is copied: the estimate

@@ -435,10 +435,135 @@ async fn reference_cases(backend: &str) {
         check_case(&seg, backend, name, case_prompt(name)).await;
     }
 
+    #[cfg(feature = "webgpu")]
+    if backend == "webgpu" {
+        preview_draws_the_best_mask(&seg, w, h).await;
+    }
+
     // The embedding exported and imported again gives the same prediction.
     let seg2 = segmenter(backend).await;
     seg2.import_embedding(&npy, w, h).unwrap();
     check_case(&seg2, backend, "point_multi", case_prompt("point_multi")).await;
+}
+
+/// The hover preview drawn by the GPU (`drawPreview`): `sam_core::preview::MaskPainter` on this
+/// browser's WebGPU device paints the decoder's logits, from the decoder's own buffer, into a
+/// texture read back here: `predict`'s best mask of the same prompt in the demo's rule (alpha
+/// 90 inside, 230 on the edge, 0 outside). The canvas itself is not tested here: in headless
+/// chromium on SwiftShader a WebGPU canvas's frames come out blank (`transferToImageBitmap`,
+/// `drawImage`, screenshots), and once one is presented the GPU process loses every device
+/// ("A valid external Instance reference no longer exists"), this test's included.
+#[cfg(feature = "webgpu")]
+async fn preview_draws_the_best_mask(seg: &Segmenter, w: usize, h: usize) {
+    use sam_core::preview::{MaskPainter, gpu_buffer, wgpu};
+    let prompt = case_prompt("point_multi");
+    let best = seg
+        .predict(
+            prompt.clone(),
+            options(&[("masks", "best".into()), ("lowResLogits", false.into())]),
+        )
+        .await
+        .unwrap();
+    let mask = Uint8Array::from(Array::from(&get(&best, "masks")).get(0)).to_vec();
+    assert_eq!(mask.len(), w * h);
+
+    let setup = sam_wasm::backend::wgpu_setup().expect("the WebGPU device's handles");
+    let t0 = now();
+    let logits = seg.preview_logits(&prompt).unwrap();
+    assert_eq!(logits.dims(), [1, 1, h, w]);
+    let values = gpu_buffer(logits)
+        .unwrap()
+        .expect("a WebGPU tensor has a buffer");
+    let format = wgpu::TextureFormat::Rgba8Unorm;
+    let texture = setup.device.create_texture(&wgpu::TextureDescriptor {
+        label: None,
+        size: wgpu::Extent3d {
+            width: w as u32,
+            height: h as u32,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format,
+        usage: wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::COPY_SRC,
+        view_formats: &[],
+    });
+    let painter = MaskPainter::new(&setup.device, format);
+    let view = texture.create_view(&Default::default());
+    painter
+        .paint(
+            &setup.device,
+            &setup.queue,
+            &view,
+            Some((&values, w as u32, h as u32)),
+            [250, 120, 7],
+        )
+        .unwrap();
+    let row = (w as u32 * 4).next_multiple_of(256);
+    let read = setup.device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: (row * h as u32) as u64,
+        usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
+        mapped_at_creation: false,
+    });
+    let mut encoder = setup.device.create_command_encoder(&Default::default());
+    encoder.copy_texture_to_buffer(
+        texture.as_image_copy(),
+        wgpu::TexelCopyBufferInfo {
+            buffer: &read,
+            layout: wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(row),
+                rows_per_image: None,
+            },
+        },
+        texture.size(),
+    );
+    setup.queue.submit([encoder.finish()]);
+    let (tx, rx) = futures_channel::oneshot::channel();
+    read.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
+    rx.await.unwrap().unwrap();
+    let rgba: Vec<u8> = {
+        let mapped = read.slice(..).get_mapped_range().unwrap();
+        (0..h)
+            .flat_map(|y| mapped[y * row as usize..][..w * 4].to_vec())
+            .collect()
+    };
+    drop(values);
+    let inside = |x: isize, y: isize| {
+        x >= 0
+            && y >= 0
+            && (x as usize) < w
+            && (y as usize) < h
+            && mask[y as usize * w + x as usize] == 1
+    };
+    let mut wrong = 0;
+    let mut area = 0;
+    for y in 0..h as isize {
+        for x in 0..w as isize {
+            let i = 4 * (y as usize * w + x as usize);
+            let want = if !inside(x, y) {
+                0
+            } else if inside(x - 1, y) && inside(x + 1, y) && inside(x, y - 1) && inside(x, y + 1) {
+                90
+            } else {
+                230
+            };
+            area += usize::from(inside(x, y));
+            if (rgba[i + 3] as i32 - want).abs() > 1 {
+                wrong += 1;
+            }
+        }
+    }
+    console_log!(
+        "webgpu: preview of {w}x{h} decoded, painted and read back in {:.0} ms; mask area {area}, pixels off the rule {wrong}",
+        now() - t0
+    );
+    assert!(area > 0, "the best mask of point_multi is empty");
+    assert_eq!(wrong, 0, "pixels whose alpha breaks the rule");
 }
 
 /// The module's allocator puts every large block on a cache line (`sam_core::CacheAligned`:
