@@ -13,6 +13,9 @@ import type {
   ModelInfo,
   Prediction,
   PredictOptions,
+  PreviewCanvas,
+  PreviewColor,
+  PreviewResult,
   Prompt,
   Sa1bFile,
   SamClientOptions,
@@ -42,6 +45,11 @@ export class SamError extends Error {
 
 type Listener<T> = (event: T) => void;
 
+/** The prompt to send, its mask input copied (the copy is transferred: callers usually keep theirs for the next refinement). */
+function withCopiedMaskInput(prompt: Prompt): Prompt {
+  return prompt.maskInput ? { ...prompt, maskInput: prompt.maskInput.slice() } : prompt;
+}
+
 /** The threaded module's JS in the package, relative to index.js (served as is: see SamClientOptions.threadsUrl). */
 const THREADS_JS = "threads/sam_wasm.js";
 
@@ -51,11 +59,10 @@ interface Pending {
   type: RequestType;
 }
 
-/** A queued "latest wins" predict not yet sent to the worker. */
+/** A queued "latest wins" request (a predict or a preview) not yet sent to the worker. */
 interface Waiting {
-  prompt: Prompt;
-  options: PredictOptions | undefined;
-  resolve: (value: Prediction | null) => void;
+  send: () => Promise<unknown>;
+  resolve: (value: unknown) => void;
   reject: (error: SamError) => void;
 }
 
@@ -187,8 +194,7 @@ export class SamClient {
    * lowResLogits: false }` returns the best mask alone, without low-res logits (a hover preview).
    */
   predict(prompt: Prompt, options?: PredictOptions): Promise<Prediction> {
-    // The mask input is copied and the copy transferred: callers usually keep theirs for the next refinement.
-    const sent = prompt.maskInput ? { ...prompt, maskInput: prompt.maskInput.slice() } : prompt;
+    const sent = withCopiedMaskInput(prompt);
     return this.call("predict", options ? { prompt: sent, options } : { prompt: sent }, buffersOf([sent.maskInput]));
   }
 
@@ -198,15 +204,50 @@ export class SamClient {
    * without ever reaching the worker. So a fast-moving cursor never builds a queue of stale requests.
    */
   predictLatest(prompt: Prompt, channel = "hover", options?: PredictOptions): Promise<Prediction | null> {
+    return this.latest(channel, () => this.predict(prompt, options));
+  }
+
+  /**
+   * WebGPU backend: makes `canvas` (an OffscreenCanvas from `<canvas>.transferControlToOffscreen()`; it is
+   * transferred to the worker) the target of drawPreview, whose masks then go from the GPU's decoder to that canvas
+   * without being read back; `null` drops it. Rejects with kind "no-webgpu" on the CPU backend, where
+   * predict's masks are drawn instead. A new model (load) needs the canvas again, and a canvas can be transferred once.
+   * Experimental: what the GPU paints is tested, but a WebGPU canvas could not be shown on the project's test machines
+   * (headless Chromium on SwiftShader, whose GPU process loses its devices once such a canvas is presented).
+   */
+  async setPreviewCanvas(canvas: PreviewCanvas | null): Promise<void> {
+    await this.call("setPreviewCanvas", { canvas }, canvas ? [canvas] : []);
+  }
+
+  /**
+   * Decodes `prompt` and draws its best mask on the preview canvas (setPreviewCanvas) in `color`, as a hover
+   * preview: alpha 90/255 inside, 230/255 on the edge, transparent elsewhere; the canvas takes the image's size.
+   * Resolves once the GPU has drawn it. WebGPU backend only.
+   */
+  drawPreview(prompt: Prompt, color: PreviewColor): Promise<PreviewResult> {
+    return this.call("drawPreview", { prompt: withCopiedMaskInput(prompt), color: [color[0], color[1], color[2]] });
+  }
+
+  /** drawPreview, "latest wins" on `channel`, as predictLatest: a replaced request resolves to null without running. */
+  drawPreviewLatest(prompt: Prompt, color: PreviewColor, channel = "hover"): Promise<PreviewResult | null> {
+    return this.latest(channel, () => this.drawPreview(prompt, color));
+  }
+
+  /** Clears the preview canvas (transparent). */
+  async clearPreview(): Promise<void> {
+    await this.call("clearPreview", {});
+  }
+
+  private latest<T>(channel: string, send: () => Promise<T>): Promise<T | null> {
     let ch = this.channels.get(channel);
     if (!ch) {
       ch = { busy: false, waiting: null };
       this.channels.set(channel, ch);
     }
-    return new Promise<Prediction | null>((resolve, reject) => {
+    return new Promise<T | null>((resolve, reject) => {
       const c = ch;
       if (c.waiting) c.waiting.resolve(null);
-      c.waiting = { prompt, options, resolve, reject };
+      c.waiting = { send, resolve: resolve as (value: unknown) => void, reject };
       this.pump(c);
     });
   }
@@ -225,7 +266,7 @@ export class SamClient {
     const w = ch.waiting;
     ch.waiting = null;
     ch.busy = true;
-    this.predict(w.prompt, w.options).then(
+    w.send().then(
       (r) => {
         ch.busy = false;
         w.resolve(r);

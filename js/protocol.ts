@@ -9,6 +9,9 @@ import type {
   Prediction,
   PrecisionChoice,
   PredictOptions,
+  PreviewCanvas,
+  PreviewColor,
+  PreviewResult,
   ProgressEvent,
   Prompt,
   SamErrorKind,
@@ -35,6 +38,9 @@ export interface RequestMap {
   };
   setImage: { args: { image: ImagePayload }; result: ImageInfo };
   predict: { args: { prompt: Prompt; options?: PredictOptions }; result: Prediction };
+  setPreviewCanvas: { args: { canvas: PreviewCanvas | null }; result: null };
+  drawPreview: { args: { prompt: Prompt; color: PreviewColor }; result: PreviewResult };
+  clearPreview: { args: Record<string, never>; result: null };
   generate: { args: { options: GenerateOptions }; result: { json: string; generateMs: number } };
   exportEmbedding: { args: Record<string, never>; result: { npy: Uint8Array; width: number; height: number } };
   importEmbedding: { args: { npy: Uint8Array; width: number; height: number }; result: null };

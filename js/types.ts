@@ -126,6 +126,21 @@ export interface Prediction {
   decodeMs: number;
 }
 
+/**
+ * What setPreviewCanvas takes: an OffscreenCanvas, from `canvas.transferControlToOffscreen()`, moved to the worker.
+ * (Typed as the DOM's Transferable, so that the types also compile with TypeScript 4.7, whose DOM has no OffscreenCanvas.)
+ */
+export type PreviewCanvas = Transferable;
+
+/** An object's colour for drawPreview: red, green, blue, integers in 0..255. */
+export type PreviewColor = [number, number, number];
+
+/** What drawPreview resolves to once the GPU has drawn the mask. */
+export interface PreviewResult {
+  /** Time the worker spent decoding and drawing (until the GPU finished), in milliseconds. */
+  drawMs: number;
+}
+
 /** Options of the automatic mask generator; omitted fields take the official defaults. */
 export interface GenerateOptions {
   pointsPerSide?: number;

@@ -98,6 +98,7 @@ function classify(e: unknown, stage: RequestType): ErrorPayload {
     return { message, kind: "not-a-checkpoint" };
   }
   if (/no image|image is not set|set_image|setImage first/i.test(message)) return { message, kind: "no-image" };
+  if (name === "NotSupportedError") return { message, kind: "no-webgpu" };
   if (stage === "predict") return { message, kind: "bad-prompt" };
   return { message, kind: "other" };
 }
@@ -340,6 +341,23 @@ const handlers: { [K in RequestType]: Handler<K> } = {
     return { value, transfer: buffersOf([...r.masks, ...r.lowResLogits]) };
   },
 
+  async setPreviewCanvas(_id, { canvas }) {
+    needModel().setPreviewCanvas(canvas as OffscreenCanvas | null);
+    return { value: null };
+  },
+
+  async drawPreview(_id, { prompt, color }) {
+    const sam = needModel();
+    const t0 = performance.now();
+    await sam.drawPreview(prompt, color);
+    return { value: { drawMs: performance.now() - t0 } };
+  },
+
+  async clearPreview() {
+    await needModel().clearPreview();
+    return { value: null };
+  },
+
   async generate(id, { options }) {
     const sam = needModel();
     const t0 = performance.now();
@@ -440,7 +458,7 @@ function applyMemoryHeadroom(wasm: { setMemoryLimit(bytes?: number | null): void
 (self as unknown as { __samWasmMemoryBytes?: () => number }).__samWasmMemoryBytes = () => wasmMemory?.buffer.byteLength ?? 0;
 
 /** Calls that touch the model run one at a time, in order; the pure helpers do not wait. */
-const QUEUED: ReadonlySet<RequestType> = new Set<RequestType>(["load", "setImage", "predict", "generate", "exportEmbedding", "importEmbedding", "clearImage", "dispose"]);
+const QUEUED: ReadonlySet<RequestType> = new Set<RequestType>(["load", "setImage", "predict", "setPreviewCanvas", "drawPreview", "clearPreview", "generate", "exportEmbedding", "importEmbedding", "clearImage", "dispose"]);
 let queue: Promise<void> = Promise.resolve();
 
 async function run(req: Request): Promise<void> {

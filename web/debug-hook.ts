@@ -3,6 +3,7 @@
 import type { SamClient } from "../js/client.js";
 import { maskArea } from "../js/masks.js";
 import { ctx2d, ui } from "./dom.js";
+import { gpuPreviewStatus } from "./hover.js";
 import { unexportedImages } from "./image.js";
 import { currentMessage } from "./messages.js";
 import { isBusy } from "./panels.js";
@@ -30,6 +31,9 @@ export interface SamDebugHook {
     generating: boolean;
     pendingPredicts: number;
     predictCount: number;
+    /** Whether the worker draws hover previews on the GPU (WebGPU backend), and how many it drew. */
+    gpuPreview: boolean;
+    gpuPreviews: number;
     objects: number;
     selectedId: number;
     width: number;
@@ -86,6 +90,7 @@ export function installDebugHook(): void {
       generating: store.generating !== null,
       pendingPredicts: store.pendingPredicts,
       predictCount: store.predictCount,
+      ...gpuPreviewStatus(),
       objects: store.objects.length,
       selectedId: store.selectedId,
       width: store.image?.width ?? 0,

@@ -14,6 +14,7 @@
 //   ?threads=N          CPU threads on this cross-origin isolated page (default: the cores, at most 8; 1: one thread)
 //   ?image=URL | sample:NAME   start with this image (default: the first bundled sample)
 //   ?hover=0            no hover preview
+//   ?gpuHover=1         on WebGPU, hover previews drawn by the worker on the GPU, nothing read back (opt-in)
 //   ?cache=0            do not use Cache Storage for ?model downloads
 //   ?pps=N              points per side of "Everything"
 //   ?amg={"predIouThresh":0.5,...}   any GenerateOptions of "Everything" (JSON)

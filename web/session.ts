@@ -3,7 +3,7 @@
 import { SamClient } from "../js/client.js";
 import type { BackendChoice, ModelInfo, PrecisionChoice } from "../js/types.js";
 import { fmtBytes, fmtMs, params, ui } from "./dom.js";
-import { clearHover } from "./hover.js";
+import { attachGpuPreview, clearHover } from "./hover.js";
 import { clearMessage, errorText, showMessage } from "./messages.js";
 import { onProgress, setBusy } from "./panels.js";
 import { isFatal, isSuperseded, RestartLimiter } from "./recovery.js";
@@ -159,6 +159,8 @@ export async function loadModel(source: File | string, recovering = false): Prom
     store.modelState = "ready";
     store.modelSource = source;
     loaded = true;
+    // On WebGPU the worker draws hover previews itself (no readback).
+    await attachGpuPreview(c, info.backend);
     store.timings.downloadMs = info.downloadMs;
     store.timings.buildMs = info.buildMs;
     const from = typeof source === "string" ? (info.fromCache ? ", from Cache Storage" : `, downloaded in ${fmtMs(info.downloadMs)}`) : "";

@@ -265,6 +265,36 @@ for (const backend of ["cpu", "webgpu"] as const) {
       expect(Buffer.compare(Buffer.from(await selectedMask(page)), Buffer.from(refined))).toBe(0);
     });
 
+    if (backend === "webgpu")
+      test("?gpuHover=1 on WebGPU: the worker takes a canvas and draws the hover on it, nothing read back", async ({ page, env }) => {
+        // What the GPU paints is checked pixel by pixel in the browser by crates/sam-wasm/tests/web.rs
+        // (`webgpu_matches_the_reference`) and natively by sam-core's tests/preview.rs. Headless chromium on
+        // SwiftShader cannot show a WebGPU canvas (its GPU process loses its devices once one is presented), so this
+        // test stops at the first draw: the page's wiring, the canvas sized to the image, no mask read back.
+        const { man } = reference(env);
+        const c = predictorCase(man, "point_multi");
+        const [x, y] = c.inputs.point_coords?.[0] ?? [0, 0];
+        await openDemo(page, env, backend, "landscape", "&gpuHover=1");
+        const s0 = await status(page);
+        expect(s0.gpuPreview).toBe(true);
+        const gpuCanvas = page.locator("#hover-gpu-canvas");
+        await expect(gpuCanvas).toHaveCount(1);
+        const p = await screenPoint(page, x, y);
+        const t0 = Date.now();
+        await page.mouse.move(p.x, p.y);
+        await expect.poll(async () => (await status(page)).gpuPreviews, { timeout: 120_000 }).toBe(1);
+        record("webgpu/gpu-hover-ms", Date.now() - t0);
+        expect((await status(page)).message?.level).not.toBe("error");
+        expect(await gpuCanvas.evaluate((el: HTMLCanvasElement) => [el.width, el.height])).toEqual([s0.width, s0.height]);
+        // No mask came back: the page's own hover canvas stays empty.
+        const hoverCanvasPainted = await page.locator("#hover-canvas").evaluate((el: HTMLCanvasElement) => {
+          const d = el.getContext("2d")?.getImageData(0, 0, el.width, el.height).data ?? new Uint8ClampedArray(4);
+          for (let i = 3; i < d.length; i += 4) if ((d[i] ?? 0) > 0) return true;
+          return false;
+        });
+        expect(hoverCanvasPainted).toBe(false);
+      });
+
     test(`drag a box: the drawn mask equals the reference (${backend})`, async ({ page, env }) => {
       const { man } = reference(env);
       // A box alone gives one mask in the demo (multimask false, as the official notebooks do): box_single.

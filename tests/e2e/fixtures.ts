@@ -56,6 +56,9 @@ export interface HookStatus {
   generating: boolean;
   pendingPredicts: number;
   predictCount: number;
+  /** Whether the worker draws hover previews on the GPU (WebGPU backend), and how many it drew. */
+  gpuPreview: boolean;
+  gpuPreviews: number;
   objects: number;
   selectedId: number;
   width: number;
