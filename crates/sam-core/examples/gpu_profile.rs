@@ -41,7 +41,7 @@ use cubecl_runtime::logging::{
 use pollster::block_on;
 use sam_core::precision::{Precision, set_precision};
 use sam_core::predictor::{MaskChoice, Prediction};
-use sam_core::preview::{MaskPainter, gpu_buffer, wgpu};
+use sam_core::preview::{MaskPainter, gpu_buffer, rgba8_target, wgpu};
 use sam_core::readback::{read_f32, read_prediction};
 use sam_core::{ImageEmbedding, Prompt, Sam};
 
@@ -256,19 +256,19 @@ fn main() {
         reads.floats(embedding.features.clone().slice([0..1, 0..1, 0..1, 0..1]));
     }));
     let (sam, embedding) = (&sam, &embedding);
+    // One positive point at (x, the middle row), decoded to `choice`'s masks on the device.
+    let decode = move |x: f32, choice: MaskChoice| {
+        let prompt = Prompt {
+            points: vec![[x, height as f32 / 2.0]],
+            labels: vec![1],
+            multimask_output: true,
+            ..Default::default()
+        };
+        sam.predict_masks(embedding, &prompt, choice)
+            .expect("predict")
+    };
     let click = |x: f32, choice: MaskChoice, low_res: bool| {
-        move |reads: &mut Reads| {
-            let prompt = Prompt {
-                points: vec![[x, height as f32 / 2.0]],
-                labels: vec![1],
-                multimask_output: true,
-                ..Default::default()
-            };
-            let pred = sam
-                .predict_masks(embedding, &prompt, choice)
-                .expect("predict");
-            reads.prediction(pred, low_res);
-        }
+        move |reads: &mut Reads| reads.prediction(decode(x, choice), low_res)
     };
     let cx = width as f32 / 2.0;
     phases.push(phase(
@@ -299,22 +299,8 @@ fn main() {
         ));
     }
     // The page's canvas, here a texture of the image's size.
-    let format = wgpu::TextureFormat::Rgba8Unorm;
-    let painter = MaskPainter::new(&setup.device, format);
-    let target = setup.device.create_texture(&wgpu::TextureDescriptor {
-        label: Some("preview"),
-        size: wgpu::Extent3d {
-            width: width as u32,
-            height: height as u32,
-            depth_or_array_layers: 1,
-        },
-        mip_level_count: 1,
-        sample_count: 1,
-        dimension: wgpu::TextureDimension::D2,
-        format,
-        usage: wgpu::TextureUsages::RENDER_ATTACHMENT,
-        view_formats: &[],
-    });
+    let target = rgba8_target(&setup.device, width as u32, height as u32);
+    let painter = MaskPainter::new(&setup.device, target.format());
     let view = target.create_view(&Default::default());
     for (i, name) in [
         "hover drawn on the GPU (first)",
@@ -325,16 +311,7 @@ fn main() {
     {
         let x = cx * 1.4 + 23.0 * i as f32;
         phases.push(phase(name, &observer, &mut known, |_| {
-            let prompt = Prompt {
-                points: vec![[x, height as f32 / 2.0]],
-                labels: vec![1],
-                multimask_output: true,
-                ..Default::default()
-            };
-            let pred = sam
-                .predict_masks(embedding, &prompt, MaskChoice::Best)
-                .expect("predict");
-            let values = gpu_buffer(pred.logits)
+            let values = gpu_buffer(decode(x, MaskChoice::Best).logits)
                 .expect("gpu buffer")
                 .expect("a wgpu tensor");
             let size = Some((&values, width as u32, height as u32));

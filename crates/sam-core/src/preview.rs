@@ -271,3 +271,72 @@ impl MaskPainter {
         Ok(())
     }
 }
+
+/// A `width x height` `Rgba8Unorm` texture to paint into and read back (tests and tools; the
+/// page paints into its canvas's texture instead).
+pub fn rgba8_target(device: &wgpu::Device, width: u32, height: u32) -> wgpu::Texture {
+    device.create_texture(&wgpu::TextureDescriptor {
+        label: Some("sam mask painter target"),
+        size: wgpu::Extent3d {
+            width,
+            height,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba8Unorm,
+        usage: wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::COPY_SRC,
+        view_formats: &[],
+    })
+}
+
+/// The pixels of an [`rgba8_target`], row-major RGBA bytes, read back (tests and tools).
+pub async fn read_rgba8(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    texture: &wgpu::Texture,
+) -> Result<Vec<u8>> {
+    let (w, h) = (texture.width() as usize, texture.height() as usize);
+    let row = (w * 4).next_multiple_of(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT as usize);
+    let read = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("sam mask painter readback"),
+        size: (row * h) as u64,
+        usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
+        mapped_at_creation: false,
+    });
+    let mut encoder = device.create_command_encoder(&Default::default());
+    encoder.copy_texture_to_buffer(
+        texture.as_image_copy(),
+        wgpu::TexelCopyBufferInfo {
+            buffer: &read,
+            layout: wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(row as u32),
+                rows_per_image: None,
+            },
+        },
+        texture.size(),
+    );
+    queue.submit([encoder.finish()]);
+    let (done, mapped) = futures_channel::oneshot::channel();
+    read.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+        let _ = done.send(r);
+    });
+    // Natively the callback runs from a poll; in the browser, when the GPU is done.
+    #[cfg(not(target_family = "wasm"))]
+    device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| SamError::Backend(format!("waiting for the GPU: {e}")))?;
+    mapped
+        .await
+        .map_err(|_| SamError::Backend("the readback was dropped".into()))?
+        .map_err(|e| SamError::Backend(format!("mapping the readback: {e}")))?;
+    let bytes = read
+        .slice(..)
+        .get_mapped_range()
+        .map_err(|e| SamError::Backend(format!("the readback's bytes: {e:?}")))?;
+    Ok((0..h)
+        .flat_map(|y| bytes[y * row..][..w * 4].to_vec())
+        .collect())
+}

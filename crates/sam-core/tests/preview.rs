@@ -5,7 +5,7 @@
 #![cfg(feature = "wgpu")]
 
 use burn::tensor::{Device, Tensor, TensorData};
-use sam_core::preview::{MaskPainter, WgpuSetup, gpu_buffer, wgpu};
+use sam_core::preview::{MaskPainter, WgpuSetup, gpu_buffer, read_rgba8, rgba8_target};
 
 /// The rule of `web/render.ts` `paintMask` (outline on): `color` at alpha 90 inside, 230 on
 /// the edge (a 4-neighbour outside, or the image border), nothing outside; premultiplied.
@@ -34,23 +34,9 @@ fn expected(inside: &[bool], w: usize, h: usize, color: [u8; 3]) -> Vec<[f32; 4]
 
 /// Paints `logits` (`[1, 1, h, w]`) into a fresh `w x h` RGBA texture and reads it back.
 fn paint(setup: &WgpuSetup, logits: Option<Tensor<4>>, w: u32, h: u32, color: [u8; 3]) -> Vec<u8> {
-    let format = wgpu::TextureFormat::Rgba8Unorm;
-    let texture = setup.device.create_texture(&wgpu::TextureDescriptor {
-        label: None,
-        size: wgpu::Extent3d {
-            width: w,
-            height: h,
-            depth_or_array_layers: 1,
-        },
-        mip_level_count: 1,
-        sample_count: 1,
-        dimension: wgpu::TextureDimension::D2,
-        format,
-        usage: wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::COPY_SRC,
-        view_formats: &[],
-    });
+    let texture = rgba8_target(&setup.device, w, h);
     let view = texture.create_view(&Default::default());
-    let painter = MaskPainter::new(&setup.device, format);
+    let painter = MaskPainter::new(&setup.device, texture.format());
     let values = logits.map(|t| gpu_buffer(t).unwrap().expect("a wgpu tensor has a buffer"));
     painter
         .paint(
@@ -61,37 +47,7 @@ fn paint(setup: &WgpuSetup, logits: Option<Tensor<4>>, w: u32, h: u32, color: [u
             color,
         )
         .unwrap();
-    let row = (w * 4).next_multiple_of(256);
-    let read = setup.device.create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: (row * h) as u64,
-        usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
-        mapped_at_creation: false,
-    });
-    let mut encoder = setup.device.create_command_encoder(&Default::default());
-    encoder.copy_texture_to_buffer(
-        texture.as_image_copy(),
-        wgpu::TexelCopyBufferInfo {
-            buffer: &read,
-            layout: wgpu::TexelCopyBufferLayout {
-                offset: 0,
-                bytes_per_row: Some(row),
-                rows_per_image: None,
-            },
-        },
-        texture.size(),
-    );
-    setup.queue.submit([encoder.finish()]);
-    read.slice(..)
-        .map_async(wgpu::MapMode::Read, |r| r.unwrap());
-    setup
-        .device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .unwrap();
-    let mapped = read.slice(..).get_mapped_range().unwrap();
-    (0..h as usize)
-        .flat_map(|y| mapped[y * row as usize..][..w as usize * 4].to_vec())
-        .collect()
+    pollster::block_on(read_rgba8(&setup.device, &setup.queue, &texture)).unwrap()
 }
 
 #[test]

@@ -455,7 +455,7 @@ async fn reference_cases(backend: &str) {
 /// ("A valid external Instance reference no longer exists"), this test's included.
 #[cfg(feature = "webgpu")]
 async fn preview_draws_the_best_mask(seg: &Segmenter, w: usize, h: usize) {
-    use sam_core::preview::{MaskPainter, gpu_buffer, wgpu};
+    use sam_core::preview::{MaskPainter, gpu_buffer, read_rgba8, rgba8_target};
     let prompt = case_prompt("point_multi");
     let best = seg
         .predict(
@@ -474,22 +474,8 @@ async fn preview_draws_the_best_mask(seg: &Segmenter, w: usize, h: usize) {
     let values = gpu_buffer(logits)
         .unwrap()
         .expect("a WebGPU tensor has a buffer");
-    let format = wgpu::TextureFormat::Rgba8Unorm;
-    let texture = setup.device.create_texture(&wgpu::TextureDescriptor {
-        label: None,
-        size: wgpu::Extent3d {
-            width: w as u32,
-            height: h as u32,
-            depth_or_array_layers: 1,
-        },
-        mip_level_count: 1,
-        sample_count: 1,
-        dimension: wgpu::TextureDimension::D2,
-        format,
-        usage: wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::COPY_SRC,
-        view_formats: &[],
-    });
-    let painter = MaskPainter::new(&setup.device, format);
+    let texture = rgba8_target(&setup.device, w as u32, h as u32);
+    let painter = MaskPainter::new(&setup.device, texture.format());
     let view = texture.create_view(&Default::default());
     painter
         .paint(
@@ -500,38 +486,9 @@ async fn preview_draws_the_best_mask(seg: &Segmenter, w: usize, h: usize) {
             [250, 120, 7],
         )
         .unwrap();
-    let row = (w as u32 * 4).next_multiple_of(256);
-    let read = setup.device.create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: (row * h as u32) as u64,
-        usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
-        mapped_at_creation: false,
-    });
-    let mut encoder = setup.device.create_command_encoder(&Default::default());
-    encoder.copy_texture_to_buffer(
-        texture.as_image_copy(),
-        wgpu::TexelCopyBufferInfo {
-            buffer: &read,
-            layout: wgpu::TexelCopyBufferLayout {
-                offset: 0,
-                bytes_per_row: Some(row),
-                rows_per_image: None,
-            },
-        },
-        texture.size(),
-    );
-    setup.queue.submit([encoder.finish()]);
-    let (tx, rx) = futures_channel::oneshot::channel();
-    read.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-        let _ = tx.send(r);
-    });
-    rx.await.unwrap().unwrap();
-    let rgba: Vec<u8> = {
-        let mapped = read.slice(..).get_mapped_range().unwrap();
-        (0..h)
-            .flat_map(|y| mapped[y * row as usize..][..w * 4].to_vec())
-            .collect()
-    };
+    let rgba = read_rgba8(&setup.device, &setup.queue, &texture)
+        .await
+        .unwrap();
     drop(values);
     let inside = |x: isize, y: isize| {
         x >= 0
