@@ -3,8 +3,8 @@
 //!
 //! gemm's WebAssembly kernel keeps 12 accumulators and their operands live, more vector
 //! registers than V8 allocates on x86-64 (15): it spills in its inner loop and ran at
-//! ~5.7 GMAC/s under Node 20, where a 2 x 16 tile (8 accumulators) runs at 24-29 GMAC/s on the
-//! same machine (see BENCHMARKS.md).
+//! ~5.7 GMAC/s under Node 20, where a 2 x 16 tile (8 accumulators) ran at 24-29 GMAC/s on the
+//! same machine, and our 3 x 12 tile (9 accumulators) now runs faster still (see BENCHMARKS.md).
 
 /// `dst = scale · lhs · rhs` on one thread (callers parallelise over their own blocks), for an
 /// `m x k` by `k x n` product (`[m, n, k]`): `dst` and `lhs` are row-major with the given row
@@ -331,16 +331,23 @@ unsafe fn product(
 
 /// A blocked product in the usual layout (BLIS's), but for `lhs`: `rhs` is packed a block of
 /// `KC` rows at a time into panels of `NR` columns, and the micro-kernel adds one `MR x NR`
-/// tile of `dst` per panel and `MR` rows of `lhs`, its 8 accumulators in registers. The panel
-/// of `rhs` (16 KiB) stays in L1 while a block of `MC x KC` of `lhs` (64 KiB) streams from
+/// tile of `dst` per panel and `MR` rows of `lhs`, its 9 accumulators in registers. The panel
+/// of `rhs` (12 KiB) stays in L1 while a block of `MC x KC` of `lhs` (48 KiB) streams from
 /// L2. A block of `MC` rows goes through all the depth blocks before the next, so that its
-/// rows of `dst` (`MC x n`, 768 KiB for ViT-B's widest) stay in L2 while each depth block adds
+/// rows of `dst` (`MC x n`, 576 KiB for ViT-B's widest) stay in L2 while each depth block adds
 /// to them. (The depth blocks outermost, as BLIS has them, send all of `dst` out to memory and
 /// back once a depth block: ViT-B's MLP and projections ran 5-9% slower that way in our kernel
 /// timings, under Node's WASI and in Chromium, though the page's whole ViT-B embedding did not
 /// move beyond the machine's noise; BENCHMARKS.md "Session 14".) `lhs` is read in place: with
-/// two rows a tile its rows are two sequential streams, and packing it had cost more than it
-/// saved (4096x256x256: 26 → 28 GMAC/s without).
+/// a few rows a tile its rows are as many sequential streams, and packing it had cost more than
+/// it saved (4096x256x256: 26 → 28 GMAC/s without).
+///
+/// The tile is 3 x 12 (three rows, three vectors): 9 accumulators, and each step loads 3
+/// vectors of the panel and 3 values of `lhs` for 9 multiply-adds, where a 2 x 16 tile loaded
+/// 6 for 8. 9 chains of multiply-adds also cover the 2 x 4 cycles of two pipes' latency with
+/// one to spare, and with the 4 operands they take 13 of the 15 vector registers V8 gives
+/// WebAssembly on x86-64: 5 x 8 and 6 x 8 (10 and 12 accumulators) ran slower, a 2 x 16 loop
+/// unrolled twice spilled and ran at half speed (BENCHMARKS.md "Session 16").
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128 {
     use super::super::madd;
@@ -348,23 +355,23 @@ mod simd128 {
     use core::arch::wasm32::*;
 
     /// Rows of a tile.
-    const MR: usize = 2;
+    const MR: usize = 3;
     /// 128-bit vectors across a tile.
-    const NV: usize = 4;
+    const NV: usize = 3;
     /// Columns of a tile.
     const NR: usize = 4 * NV;
     /// Depth of a packed block.
     const KC: usize = 256;
     /// Rows of an `lhs` block (a multiple of every tile's rows: a tile never crosses blocks).
-    const MC: usize = 64;
+    const MC: usize = 48;
     const _: () = assert!(
         MC.is_multiple_of(8) && MC.is_multiple_of(MR),
         "MC: whole tiles"
     );
     /// At most this many rows of `lhs` make a product of "few rows" ([`matmul`]).
     const FEW_ROWS: usize = 64;
-    /// Panels packed together ([`pack_panels`]), 128 columns: each row of `rhs` gives them
-    /// 512 contiguous bytes, and the group's panels are written as 8 sequential streams. (All
+    /// Panels packed together ([`pack_panels`]), 96 columns: each row of `rhs` gives them
+    /// 384 contiguous bytes, and the group's panels are written as 8 sequential streams. (All
     /// panels of a row at once, 4096 of them for a 1x1 convolution over 256x256 pixels, made
     /// every write a new page: 4.5 ns a value.)
     const PACK_GROUP: usize = 8;
@@ -655,8 +662,9 @@ mod simd128 {
                     let at = (dst, dst_rs, j0, cols, pc > 0, scale, last);
                     // SAFETY (the three): the rows hold kc values from pc, the panel kc x NR;
                     // the tiles lie in dst (caller).
-                    // A narrow last panel (the mask products' 4 columns, 56 = 3·16 + 8) takes
-                    // a taller tile, still 8 accumulators, instead of multiplying zeros.
+                    // A narrow last panel (the mask products' 4 columns, 56 = 4·12 + 8, 64 =
+                    // 5·12 + 4) takes a taller tile, 8 accumulators, instead of multiplying
+                    // zeros.
                     let (a, b) = ((lhs, lhs_rs, pc), (b, NR));
                     if cols <= 4 {
                         unsafe { tiles::<8, 1>(ic..ic + mc, m, a, kc, b, at) }

@@ -85,8 +85,8 @@ fn madd(a: v128, b: v128, c: v128) -> v128 {
 }
 
 /// `a·b + c`, lane by lane, with relaxed SIMD: fused (one rounding) where the processor
-/// has FMA, else a multiply then an add. With FMA the matrix kernel issues 8 instructions a
-/// step instead of 16: 4096x256x256 ran at 26.4 GMAC/s instead of 22.7 on an Intel Xeon
+/// has FMA, else a multiply then an add. With FMA the matrix kernel issues one instruction a
+/// multiply-add instead of two: 4096x256x256 ran at 26.4 GMAC/s instead of 22.7 on an Intel Xeon
 /// (BENCHMARKS.md); a Zen 4, whose two add and two multiply pipes match its two FMA pipes,
 /// did not gain. The softmax's exponential (`softmax::exp_x4`) uses it too.
 #[cfg(all(
