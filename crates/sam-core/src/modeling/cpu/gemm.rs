@@ -3,8 +3,8 @@
 //!
 //! gemm's WebAssembly kernel keeps 12 accumulators and their operands live, more vector
 //! registers than V8 allocates on x86-64 (15): it spills in its inner loop and ran at
-//! ~5.7 GMAC/s under Node 20, where a 2 x 16 tile (8 accumulators) ran at 24-29 GMAC/s on the
-//! same machine, and our 3 x 12 tile (9 accumulators) now runs faster still (see BENCHMARKS.md).
+//! ~5.7 GMAC/s under Node 20, where our 2 x 16 tile (8 accumulators) ran at 24-29 GMAC/s on the
+//! same machine. Our tile is now 3 x 12 (9 accumulators), faster in Chromium (see BENCHMARKS.md).
 
 /// `dst = scale · lhs · rhs` on one thread (callers parallelise over their own blocks), for an
 /// `m x k` by `k x n` product (`[m, n, k]`): `dst` and `lhs` are row-major with the given row
@@ -347,7 +347,9 @@ unsafe fn product(
 /// 6 for 8. 9 chains of multiply-adds also cover the 2 x 4 cycles of two pipes' latency with
 /// one to spare, and with the 4 operands they take 13 of the 15 vector registers V8 gives
 /// WebAssembly on x86-64: 5 x 8 and 6 x 8 (10 and 12 accumulators) ran slower, a 2 x 16 loop
-/// unrolled twice spilled and ran at half speed (BENCHMARKS.md "Session 16").
+/// unrolled twice spilled and ran at half speed. In Chromium the page's ViT-B embedding got
+/// 3.5-12% faster with it; under Node 20, whose V8 is older, ~5% slower (BENCHMARKS.md
+/// "Session 16"): the tile follows the browser.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128 {
     use super::super::madd;
